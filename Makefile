@@ -1,0 +1,110 @@
+# vmmesh.mesh: one entry point for humans and CI.
+#   make demo   bring up the lab and run playbooks/site.yml on it
+#   make test   lint, unit tests, ansible-test sanity and every molecule scenario
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+PYTHON ?= python3
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+
+export PATH := $(BIN):$(PATH)
+export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+export VMMESH_CACHE ?= $(HOME)/.cache/vmmesh
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
+export ANSIBLE_FORCE_COLOR ?= 0
+export PY_COLORS ?= 0
+
+COLLECTION_LINK := .cache/collections/ansible_collections/vmmesh/mesh
+
+.PHONY: help
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+# --- setup -----------------------------------------------------------------
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the pinned Python dependencies
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn $(CURDIR) $@
+
+.PHONY: link
+link: $(COLLECTION_LINK)
+
+.PHONY: lab-prereqs
+lab-prereqs: venv ## Build the lab's base image and binaries (cached in $VMMESH_CACHE)
+	lab/lab image
+	lab/lab binaries
+
+# --- the two commands from the README ----------------------------------------
+
+.PHONY: demo
+demo: venv link lab-up ## Bring up the lab and run the collection's main job on it
+	ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
+	@echo
+	@echo "The lab is up: 'lab/lab status' lists its hosts, 'podman exec -it vmmesh-web1 bash' opens one,"
+	@echo "'make lab-down' removes it."
+
+.PHONY: test
+test: lint unit sanity build-check molecule ## Every check: lint, unit, sanity, build, molecule
+	@echo "make test: all checks passed"
+
+# --- the checks ----------------------------------------------------------------
+
+.PHONY: lint
+lint: venv link ## yamllint, ansible-lint (production profile), ruff, changelog fragments
+	yamllint --strict .
+	ansible-lint --profile production
+	ruff check .
+	ruff format --check .
+	antsibull-changelog lint
+
+.PHONY: unit
+unit: venv link ## Unit tests (pytest)
+	pytest tests/unit
+
+.PHONY: sanity
+sanity: venv ## ansible-test sanity on the collection, without containers
+	tests/sanity/run
+
+.PHONY: build-check
+build-check: venv ## Build the collection artefact and check what it holds
+	rm -rf .build/dist
+	ansible-galaxy collection build --force --output-path .build/dist >/dev/null
+	$(BIN)/python tests/build/check_artifact.py .build/dist/vmmesh-mesh-*.tar.gz
+
+.PHONY: molecule
+molecule: venv link lab-prereqs ## Every molecule scenario, one after another
+	for scenario in $(SCENARIOS); do \
+	    echo "=== molecule scenario: $$scenario"; \
+	    molecule test --scenario-name "$$scenario"; \
+	done
+
+.PHONY: bench
+bench: venv link ## Benchmarks (not part of make test)
+	$(BIN)/python tests/bench/planner_bench.py
+
+# --- the lab ---------------------------------------------------------------------
+
+.PHONY: lab-up lab-down lab-status
+lab-up: venv lab-prereqs ## Start the lab hosts of inventories/lab
+	lab/lab up
+lab-down: ## Remove the lab hosts and their network
+	lab/lab down
+lab-status: ## Show the lab hosts
+	lab/lab status
+
+.PHONY: clean
+clean: ## Remove build output (keeps .venv and the cache)
+	rm -rf .build .pytest_cache .ruff_cache .hypothesis tests/output

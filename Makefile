@@ -53,8 +53,12 @@ lab-prereqs: venv ## Build the lab's base image and binaries (cached in $VMMESH_
 demo: venv link lab-up ## Bring up the lab and run the collection's main job on it
 	ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
 	@echo
-	@echo "The lab is up: 'lab/lab status' lists its hosts, 'podman exec -it vmmesh-web1 bash' opens one,"
-	@echo "'make lab-down' removes it."
+	lab/lab status
+	@echo
+	@echo "vmmesh-web1 scrapes node_exporter on vmmesh-api1 over the lab network:"
+	podman exec vmmesh-web1 curl -fsS http://vmmesh-api1:9100/metrics | grep -m1 '^node_uname_info'
+	@echo
+	@echo "Look around: 'podman exec -it vmmesh-web1 bash' opens a host; 'make lab-down' removes the lab."
 
 .PHONY: test
 test: lint unit sanity build-check molecule ## Every check: lint, unit, sanity, build, molecule

@@ -66,7 +66,7 @@ def test_missing_credentials_are_refused(plain) -> None:
 
 
 def test_wrong_password_is_refused(plain) -> None:
-    code, status, _ = _curl(plain, SECURE_URL, *_client_tls(), "--user prometheus:not-the-password")
+    code, status, _body = _curl(plain, SECURE_URL, *_client_tls(), "--user prometheus:not-the-password")
     assert (code, status) == (0, "401")
 
 
@@ -77,7 +77,7 @@ def test_missing_client_certificate_is_refused(plain) -> None:
 
 
 def test_client_certificate_from_a_foreign_ca_is_refused(plain) -> None:
-    code, status, _ = _curl(plain, SECURE_URL, *_client_tls("foreign-client"), f"--user prometheus:{PASSWORD}")
+    code, status, _body = _curl(plain, SECURE_URL, *_client_tls("foreign-client"), f"--user prometheus:{PASSWORD}")
     assert code != 0 and status == "000"
 
 
@@ -90,7 +90,7 @@ def test_plain_exporter_is_scraped_over_the_network(secure) -> None:
 def test_textfile_collector_publishes_files_from_its_directory(plain) -> None:
     plain.run_expect([0], "echo 'vmmesh_textfile_probe 42' > /var/lib/node_exporter/textfile/probe.prom")
     try:
-        _, status, body = _curl(plain, "http://127.0.0.1:9100/metrics")
+        _code, status, body = _curl(plain, "http://127.0.0.1:9100/metrics")
         assert status == "200"
         assert "vmmesh_textfile_probe 42" in body
     finally:

@@ -41,6 +41,7 @@ def run_preflight(extra_vars: dict) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
 
 

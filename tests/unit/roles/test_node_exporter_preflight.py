@@ -3,50 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-PLAYBOOK = Path(__file__).parent / "fixtures" / "node_exporter_preflight.yml"
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+ROLE = "node_exporter"
 
 
-def run_preflight(extra_vars: dict) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-    )
-    return subprocess.run(
-        [
-            str(ANSIBLE_PLAYBOOK),
-            "--inventory",
-            "localhost,",
-            "--check",
-            "--tags",
-            "node_exporter_preflight",
-            "--extra-vars",
-            json.dumps({"ansible_python_interpreter": sys.executable, **extra_vars}),
-            str(PLAYBOOK),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def test_good_variables_pass_preflight() -> None:
+def test_good_variables_pass_preflight(run_preflight) -> None:
     result = run_preflight(
+        ROLE,
         {
             "node_exporter_listen_address": "[::1]:9100",
             "node_exporter_tls_enabled": True,
@@ -56,7 +21,7 @@ def test_good_variables_pass_preflight() -> None:
             "node_exporter_tls_client_auth_type": "RequireAndVerifyClientCert",
             "node_exporter_basic_auth_users": {"prometheus": "secret"},
             "node_exporter_enabled_collectors": ["systemd", {"filesystem": {"fs-types-exclude": "^tmpfs$"}}],
-        }
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     # the checks ran (and nothing past them did)
@@ -115,8 +80,8 @@ def test_good_variables_pass_preflight() -> None:
         ),
     ],
 )
-def test_bad_variables_stop_in_preflight(extra_vars: dict, expected: list[str]) -> None:
-    result = run_preflight(extra_vars)
+def test_bad_variables_stop_in_preflight(run_preflight, extra_vars: dict, expected: list[str]) -> None:
+    result = run_preflight(ROLE, extra_vars)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     for fragment in expected:

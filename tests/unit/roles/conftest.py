@@ -1,0 +1,64 @@
+"""Run a role's preflight on the controller, as a user's playbook would, and capture what it says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+PLAYBOOK = Path(__file__).parent / "fixtures" / "preflight.yml"
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+
+
+def _run_preflight(
+    role: str, extra_vars: dict, groups: dict[str, list[str]] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `role` with --tags <role>_preflight in check mode on localhost.
+
+    `groups` adds inventory groups (their other hosts are never contacted: the play runs on localhost only).
+    """
+    inventory: dict = {"all": {"hosts": {"localhost": {"ansible_connection": "local"}}, "children": {}}}
+    for group, hosts in (groups or {}).items():
+        inventory["all"]["children"][group] = {"hosts": dict.fromkeys(hosts)}
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_LOCALHOST_WARNING="0",
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as inventory_file:
+        yaml.safe_dump(inventory, inventory_file)
+        inventory_file.flush()
+        return subprocess.run(
+            [
+                str(ANSIBLE_PLAYBOOK),
+                "--inventory",
+                inventory_file.name,
+                "--check",
+                "--tags",
+                f"{role}_preflight",
+                "--extra-vars",
+                json.dumps({"ansible_python_interpreter": sys.executable, "role_under_test": role, **extra_vars}),
+                str(PLAYBOOK),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+
+@pytest.fixture
+def run_preflight():
+    """The preflight runner: run_preflight(role, extra_vars, groups=None) -> CompletedProcess."""
+    return _run_preflight

@@ -102,7 +102,7 @@ def peak_memory(services: int) -> int:
     tracemalloc.start()
     plan = compile_mesh(mesh, groups, hostvars)
     bundle = render_bundle(plan)
-    _, peak = tracemalloc.get_traced_memory()
+    _current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del plan, bundle
     return peak
@@ -139,7 +139,7 @@ def main() -> int:
     sizes = [int(size) for size in args.sizes.split(",")]
     results = []
     for size in sizes:
-        runs = [run_once(size) for _ in range(args.repeat)]
+        runs = [run_once(size) for _run in range(args.repeat)]
         best = min(runs, key=lambda run: run["total_cpu_seconds"])
         entry = {"services": size, "instances": size * INSTANCES, "upstreams": size * UPSTREAMS, **best}
         if not args.no_memory:

@@ -42,8 +42,8 @@ def _api(host, path: str, *, token: str = "", method: str = "GET", data: str = "
 @pytest.mark.parametrize("name", SERVERS)
 def test_every_server_sees_one_leader_and_three_peers(name: str) -> None:
     host = _host(name)
-    _, leader = _api(host, "/v1/status/leader")
-    _, peers = _api(host, "/v1/status/peers")
+    _status, leader = _api(host, "/v1/status/leader")
+    _status, peers = _api(host, "/v1/status/peers")
     assert json.loads(leader).endswith(":8300")
     assert len(json.loads(peers)) == 3
 
@@ -108,7 +108,7 @@ def test_an_agent_without_the_gossip_key_cannot_join(bootstrap_secret: str) -> N
     )
     try:
         client.run("sleep 8")
-        _, body = _api(client, "/v1/agent/members", token=bootstrap_secret)
+        _status, body = _api(client, "/v1/agent/members", token=bootstrap_secret)
         assert "rogue" not in [m["Name"] for m in json.loads(body)]
         rogue_view = client.run("curl -s http://127.0.0.1:18500/v1/agent/members").stdout
         assert all(name not in rogue_view for name in SERVERS)

@@ -49,7 +49,7 @@ def test_render_writes_every_output(rendered: tuple) -> None:
 
 
 def test_plan_json_shape(rendered: tuple) -> None:
-    target, _ = rendered
+    target, _result = rendered
     plan = json.loads((target / "plan.json").read_text())
     api = plan["services"]["api"]
     assert api["identity"] == "spiffe://shop.mesh/ns/default/dc/dc1/svc/api"

@@ -107,7 +107,7 @@ def valid_meshes(draw: st.DrawFn) -> tuple[dict, dict, dict]:
     choices = [*names, "*"]
     intentions = []
     seen = set()
-    for _ in range(draw(st.integers(0, 6))):
+    for _corruption in range(draw(st.integers(0, 6))):
         pair = (draw(st.sampled_from(choices)), draw(st.sampled_from(choices)))
         if pair in seen:
             continue

@@ -299,7 +299,8 @@ def _upstream_backend(plan: MeshPlan, service: ServicePlan, upstream: UpstreamPl
     ]
     lines.extend(_retry_lines(upstream))
     if upstream.protocol != "tcp" and upstream.health_check.type == "http":
-        lines.append("option httpchk GET %s" % (upstream.health_check.path or "/"))
+        # HTTP/1.1: the destination may be an Envoy sidecar, which answers HTTP/1.0 with 426 Upgrade Required.
+        lines.append("option httpchk GET %s HTTP/1.1" % (upstream.health_check.path or "/"))
         lines.append(f"http-check send hdr Host {upstream.sni}")
     default_server = [
         f"default-server ssl crt {service.certs.haproxy_pem} ca-file {service.certs.trust_bundle} verify required",

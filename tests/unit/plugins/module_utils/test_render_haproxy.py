@@ -144,6 +144,15 @@ def test_upstream_backend_with_consul_discovery(shop: tuple) -> None:
     assert "nameserver consul 127.0.0.1:8600" in _section(_config(plan, "web1"), "resolvers consul")
 
 
+def test_upstream_http_check_speaks_http_1_1(shop: tuple) -> None:
+    # Envoy sidecars answer HTTP/1.0 with 426 Upgrade Required: the check of an upstream sidecar must be HTTP/1.1.
+    mesh, groups, hostvars = shop
+    mesh["services"]["api"]["health_check"] = {"path": "/healthz"}
+    lines = _section(_config(plan_mesh(mesh, groups, hostvars), "web1"), "backend up.web.api.v1")
+    assert "option httpchk GET /healthz HTTP/1.1" in lines
+    assert "http-check send hdr Host api.service.dc1.consul" in lines
+
+
 def test_upstream_backend_with_static_discovery(shop: tuple) -> None:
     mesh, groups, hostvars = shop
     mesh["discovery"] = "static"

@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+# Copyright (c) vmmesh.mesh contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A tiny HTTP echo application for the sidecars scenario.
+
+Usage: vmmesh-echo SERVICE-PORT (the systemd instance name, e.g. api-8081)
+
+Answers every request with JSON naming the host and service that answered, the path, and the request headers
+(so the verifier sees what the sidecars forwarded: the caller's identity, trace headers). ``/status/<code>``
+answers with that status; ``/delay/<ms>`` waits first.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+TRACE_HEADERS = ("x-request-id", "traceparent", "tracestate", "x-b3-traceid", "x-b3-spanid")
+
+
+class Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    service = "echo"
+
+    def _answer(self) -> None:
+        status = 200
+        parts = self.path.split("?")[0].strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "status" and parts[1].isdigit():
+            status = int(parts[1])
+        if len(parts) == 2 and parts[0] == "delay" and parts[1].isdigit():
+            time.sleep(int(parts[1]) / 1000)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps(
+            {
+                "host": socket.gethostname(),
+                "service": self.service,
+                "method": self.command,
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            },
+            sort_keys=True,
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name in TRACE_HEADERS:
+            if self.headers.get(name):
+                self.send_header(name, self.headers[name])
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def main() -> None:
+    service, port = sys.argv[1].rsplit("-", 1)
+    Echo.service = service
+    server = ThreadingHTTPServer(("127.0.0.1", int(port)), Echo)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

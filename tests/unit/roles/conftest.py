@@ -24,7 +24,9 @@ def _run_preflight(
 
     `groups` adds inventory groups (their other hosts are never contacted: the play runs on localhost only).
     """
-    inventory: dict = {"all": {"hosts": {"localhost": {"ansible_connection": "local"}}, "children": {}}}
+    inventory: dict = {
+        "all": {"hosts": {"localhost": {"ansible_connection": "local", "mesh_address": "127.0.0.1"}}, "children": {}}
+    }
     for group, hosts in (groups or {}).items():
         inventory["all"]["children"][group] = {"hosts": dict.fromkeys(hosts)}
     env = dict(

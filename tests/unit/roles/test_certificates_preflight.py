@@ -2,53 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-PLAYBOOK = Path(__file__).parent / "fixtures" / "certificates_preflight.yml"
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+ROLE = "certificates"
 MESH = {"name": "shop", "services": {"web": {"port": 8080, "protocol": "http", "hosts": ["localhost"]}}}
 
 
-def run_preflight(extra_vars: dict) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-    )
-    variables = {"ansible_python_interpreter": sys.executable, "mesh_address": "127.0.0.1", **extra_vars}
-    return subprocess.run(
-        [
-            str(ANSIBLE_PLAYBOOK),
-            "--inventory",
-            "localhost,",
-            "--check",
-            "--tags",
-            "certificates_preflight",
-            "--extra-vars",
-            json.dumps(variables),
-            str(PLAYBOOK),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def test_good_variables_pass_preflight() -> None:
+def test_good_variables_pass_preflight(run_preflight) -> None:
     result = run_preflight(
+        ROLE,
         {
             "mesh": MESH,
             "certificates_services": [{"name": "web", "owner": "www-data"}],
@@ -56,7 +18,7 @@ def test_good_variables_pass_preflight() -> None:
             "certificates_lifetime": "1d12h",
             "certificates_renew_before": "12h",
             "certificates_sidecar_owners": {"envoy": {"owner": "envoy", "group": "envoy"}},
-        }
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Work out the certificates of this host" in result.stdout
@@ -116,8 +78,8 @@ def test_good_variables_pass_preflight() -> None:
         ),
     ],
 )
-def test_bad_variables_stop_in_preflight(extra_vars: dict, expected: list[str]) -> None:
-    result = run_preflight(extra_vars)
+def test_bad_variables_stop_in_preflight(run_preflight, extra_vars: dict, expected: list[str]) -> None:
+    result = run_preflight(ROLE, extra_vars)
     text = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0, text
     for fragment in expected:

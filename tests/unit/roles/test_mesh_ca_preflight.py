@@ -2,51 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-PLAYBOOK = Path(__file__).parent / "fixtures" / "mesh_ca.yml"
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+ROLE = "mesh_ca"
 
 
-def run_preflight(extra_vars: dict) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-    )
-    return subprocess.run(
-        [
-            str(ANSIBLE_PLAYBOOK),
-            "--inventory",
-            "localhost,",
-            "--check",
-            "--tags",
-            "mesh_ca_preflight",
-            "--extra-vars",
-            json.dumps({"ansible_python_interpreter": sys.executable, **extra_vars}),
-            str(PLAYBOOK),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def test_good_variables_pass_preflight(tmp_path: Path) -> None:
-    result = run_preflight({"mesh_ca_dir": str(tmp_path / "ca"), "mesh": {"name": "shop", "services": {}}})
+def test_good_variables_pass_preflight(run_preflight, tmp_path: Path) -> None:
+    result = run_preflight(ROLE, {"mesh_ca_dir": str(tmp_path / "ca"), "mesh": {"name": "shop", "services": {}}})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Check mesh_ca_trust_domain" in result.stdout
     assert "Create the private key" not in result.stdout
@@ -87,8 +51,8 @@ def test_good_variables_pass_preflight(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_bad_variables_stop_in_preflight(tmp_path: Path, extra_vars: dict, expected: list[str]) -> None:
-    result = run_preflight({"mesh_ca_dir": str(tmp_path / "ca"), **extra_vars})
+def test_bad_variables_stop_in_preflight(run_preflight, tmp_path: Path, extra_vars: dict, expected: list[str]) -> None:
+    result = run_preflight(ROLE, {"mesh_ca_dir": str(tmp_path / "ca"), **extra_vars})
     text = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0, text
     for fragment in expected:

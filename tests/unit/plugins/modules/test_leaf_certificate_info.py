@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 from typing import Any
 
@@ -166,11 +165,12 @@ def test_unreadable_files_stop_with_the_path_and_the_fix(
     assert "remove the file" in result["msg"] and "certificates_force_renewal: true" in result["msg"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
-def test_a_file_without_read_permission(tmp_path: Path, run: Any, pki: Any, ca: Any) -> None:
+def test_a_file_that_cannot_be_read(tmp_path: Path, run: Any, pki: Any, ca: Any) -> None:
+    """Any OSError on reading is reported with the path; a directory in the file's place fails even for root."""
     pki.write_leaf(tmp_path / "api", ca)
-    (tmp_path / "api" / "cert.pem").chmod(0)
-    assert "cert.pem cannot be read (Permission denied)" in _inspect(run, tmp_path / "api", ca)["msg"]
+    (tmp_path / "api" / "cert.pem").unlink()
+    (tmp_path / "api" / "cert.pem").mkdir()
+    assert "cert.pem cannot be read (Is a directory)" in _inspect(run, tmp_path / "api", ca)["msg"]
 
 
 def test_search_reads_the_other_directories(tmp_path: Path, run: Any, pki: Any, ca: Any) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -64,3 +66,18 @@ def _run_preflight(
 def run_preflight():
     """The preflight runner: run_preflight(role, extra_vars, groups=None) -> CompletedProcess."""
     return _run_preflight
+
+
+@pytest.fixture
+def port_held():
+    """A context manager that keeps a TCP port on 127.0.0.1 listening, as another program would."""
+
+    @contextlib.contextmanager
+    def hold(port: int):
+        with socket.socket() as holder:
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+            yield holder
+
+    return hold

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -77,12 +76,9 @@ def test_a_missing_certificate_names_the_service_and_the_fix(run_preflight, tmp_
     assert "vmmesh.mesh.certificates" in output
 
 
-def test_a_taken_port_names_the_service_and_the_holder(run_preflight, tmp_path: Path) -> None:
+def test_a_taken_port_names_the_service_and_the_holder(run_preflight, port_held, tmp_path: Path) -> None:
     _issue(tmp_path, "web", "db")
-    with socket.socket() as holder:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.bind(("127.0.0.1", UPSTREAM_PORT))
-        holder.listen()
+    with port_held(UPSTREAM_PORT):
         result = run_preflight(ROLE, _vars(tmp_path))
     output = result.stdout + result.stderr
     assert result.returncode != 0

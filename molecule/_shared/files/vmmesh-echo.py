@@ -2,7 +2,7 @@
 # Copyright (c) vmmesh.mesh contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A tiny HTTP echo application for the sidecars scenario.
+"""A tiny HTTP echo application for the lab scenarios.
 
 Usage: vmmesh-echo SERVICE-PORT (the systemd instance name, e.g. api-8081)
 

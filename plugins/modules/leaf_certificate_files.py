@@ -124,21 +124,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.vmmesh.mesh.plugins.module_utils.leaf_certificates import (
+    BUNDLE_FILE,
+    CERT_FILE,
+    COMBINED_FILE,
+    HAS_CRYPTOGRAPHY,
+    KEY_FILE,
+    serialization,
+    x509,
+)
 
-try:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR: str | None = traceback.format_exc()
-else:
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-
-CERT_FILE = "cert.pem"
-KEY_FILE = "key.pem"
-BUNDLE_FILE = "ca-bundle.pem"
-COMBINED_FILE = "haproxy.pem"
 STAGED_KEY = "staged key"  # its file is staged_key_path(path)
 DIRECTORY_MODE = 0o750
 PUBLIC_MODE = 0o644

@@ -248,27 +248,24 @@ import ipaddress
 import os
 import re
 import time
-import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.vmmesh.mesh.plugins.module_utils.leaf_certificates import (
+    BUNDLE_FILE,
+    CERT_FILE,
+    CRYPTOGRAPHY_IMPORT_ERROR,
+    HAS_CRYPTOGRAPHY,
+    KEY_FILE,
+    InvalidSignature,
+    NameOID,
+    ec,
+    padding,
+    rsa,
+    serialization,
+    x509,
+)
 
-try:
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-    from cryptography.x509.oid import NameOID
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR: str | None = traceback.format_exc()
-else:
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-
-CERT_FILE = "cert.pem"
-KEY_FILE = "key.pem"
-BUNDLE_FILE = "ca-bundle.pem"
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _UNIT_SECONDS = (604800, 86400, 3600, 60, 1)

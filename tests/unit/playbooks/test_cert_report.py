@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.vmmesh.mesh.tests.unit.ansible_playbook import assert_failed_with, flat_output, run_playbook
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -78,21 +78,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _report(lab: dict, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-    )
-    command = [str(ANSIBLE_PLAYBOOK), "-i", str(lab["inventory"]), str(ROOT / "playbooks" / "cert_report.yml")]
-    for argument in extra:
-        command += ["-e", argument]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-
-
-def _flat(result: subprocess.CompletedProcess) -> str:
-    return " ".join((result.stdout + result.stderr).split())
+    options = [option for argument in extra for option in ("-e", argument)]
+    return run_playbook(ROOT / "playbooks" / "cert_report.yml", lab["inventory"], *options)
 
 
 def test_the_report_lists_every_certificate_soonest_first(lab: dict) -> None:
@@ -107,20 +94,22 @@ def test_the_report_lists_every_certificate_soonest_first(lab: dict) -> None:
     assert api["serial"] == format(lab["certificates"]["h2"].serial_number, "x")
     assert 1.9 <= api["days_left"] <= 2.0
     assert data["unread_hosts"] == []
-    assert "h2 | api | spiffe://test.mesh/ns/default/dc/dc1/svc/api | api | vmmesh test.mesh CA 1" in _flat(result)
+    assert "h2 | api | spiffe://test.mesh/ns/default/dc/dc1/svc/api | api | vmmesh test.mesh CA 1" in flat_output(
+        result
+    )
 
 
 def test_the_report_fails_under_the_threshold(lab: dict) -> None:
     result = _report(lab, "cert_report_threshold_days=7")
     assert result.returncode != 0
-    assert re.search(r"1 certificate\(s\) expire within 7 days: h2 api (2\.0|1\.9);", _flat(result))
-    assert "cert_report_on_threshold=warn" in _flat(result)
+    assert re.search(r"1 certificate\(s\) expire within 7 days: h2 api (2\.0|1\.9);", flat_output(result))
+    assert "cert_report_on_threshold=warn" in flat_output(result)
 
 
 def test_the_report_only_warns_when_asked(lab: dict) -> None:
     result = _report(lab, "cert_report_threshold_days=7", "cert_report_on_threshold=warn")
     assert result.returncode == 0, result.stdout
-    assert "WARNING: 1 certificate(s) expire within 7 days: h2 api" in _flat(result)
+    assert "WARNING: 1 certificate(s) expire within 7 days: h2 api" in flat_output(result)
 
 
 def test_the_report_writes_the_metric_where_node_exporter_reads(lab: dict) -> None:
@@ -147,5 +136,5 @@ def test_the_report_writes_the_metric_where_node_exporter_reads(lab: dict) -> No
 )
 def test_bad_report_variables(lab: dict, extra: list[str], expected: str) -> None:
     result = _report(lab, *extra)
-    assert result.returncode != 0 and expected in _flat(result)
+    assert_failed_with(result, expected)
     assert "Read the certificates of the host" not in result.stdout, "checked before any host is read"

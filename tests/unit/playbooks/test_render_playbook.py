@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ansible_collections.vmmesh.mesh.tests.unit.ansible_playbook import run_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "inventories"
@@ -16,16 +15,7 @@ PLAYBOOK = ROOT / "playbooks" / "render.yml"
 
 
 def _run(inventory: str, render_dir: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-    )
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), str(PLAYBOOK), "-i", str(FIXTURES / inventory)]
-    command += ["-e", f"mesh_render_dir={render_dir}"]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    return run_playbook(PLAYBOOK, FIXTURES / inventory, "-e", f"mesh_render_dir={render_dir}", timeout=600)
 
 
 @pytest.fixture(scope="module")

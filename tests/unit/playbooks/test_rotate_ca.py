@@ -6,13 +6,13 @@ The complete rotation between real hosts, with mTLS handshakes after every phase
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.vmmesh.mesh.tests.unit.ansible_playbook import assert_failed_with, flat_output, run_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
@@ -65,16 +65,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(root: Path, playbook: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-    )
-    command = [str(ANSIBLE_PLAYBOOK), "-i", str(root / "hosts.yml"), str(playbook)]
-    for argument in extra:
-        command += ["-e", argument]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    options = [option for argument in extra for option in ("-e", argument)]
+    return run_playbook(playbook, root / "hosts.yml", *options, timeout=600)
 
 
 def _rotate(root: Path, phases: str) -> subprocess.CompletedProcess:
@@ -85,10 +77,6 @@ def _state(root: Path) -> dict:
     return json.loads((root / "ca" / "state.json").read_text())
 
 
-def _flat(result: subprocess.CompletedProcess) -> str:
-    return " ".join((result.stdout + result.stderr).split())
-
-
 def _issuer(path: Path) -> str:
     return subprocess.run(
         ["openssl", "x509", "-noout", "-issuer", "-in", str(path)], capture_output=True, text=True, check=True
@@ -97,13 +85,14 @@ def _issuer(path: Path) -> str:
 
 def test_bad_phases_are_refused(lab: Path) -> None:
     result = _rotate(lab, "remove,add")
-    assert result.returncode != 0
-    assert 'rotate_ca_phases is ["remove", "add"]: give some of add, reissue and remove, in that order' in _flat(result)
+    assert_failed_with(
+        result, 'rotate_ca_phases is ["remove", "add"]: give some of add, reissue and remove, in that order'
+    )
 
 
 def test_reissue_before_add_is_refused(lab: Path) -> None:
     result = _rotate(lab, "reissue")
-    assert result.returncode != 0 and "No next CA is trusted yet: run phase add first." in _flat(result)
+    assert_failed_with(result, "No next CA is trusted yet: run phase add first.")
     assert _state(lab) == {"format_version": 1, "signer": 1, "trusted": [1]}
 
 
@@ -118,7 +107,7 @@ def test_the_next_ca_signs_only_when_every_host_trusts_it(lab: Path) -> None:
     assert refused.returncode != 0
     assert (
         "h2 could not be read or hold a trust bundle without both CAs (vmmesh unit.mesh CA 1, vmmesh unit.mesh CA 2)"
-        in (_flat(refused))
+        in (flat_output(refused))
     )
     assert _state(lab)["signer"] == 1
     assert "CA 1" in _issuer(lab / "h1" / "web" / "cert.pem")

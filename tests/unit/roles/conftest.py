@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.vmmesh.mesh.tests.unit.ansible_playbook import run_playbook
 
-ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOK = Path(__file__).parent / "fixtures" / "preflight.yml"
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 
 
 def _run_preflight(
@@ -31,34 +28,17 @@ def _run_preflight(
     }
     for group, hosts in (groups or {}).items():
         inventory["all"]["children"][group] = {"hosts": dict.fromkeys(hosts)}
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-    )
     with tempfile.NamedTemporaryFile("w", suffix=".yml") as inventory_file:
         yaml.safe_dump(inventory, inventory_file)
         inventory_file.flush()
-        return subprocess.run(
-            [
-                str(ANSIBLE_PLAYBOOK),
-                "--inventory",
-                inventory_file.name,
-                "--check",
-                "--tags",
-                f"{role}_preflight",
-                "--extra-vars",
-                json.dumps({"ansible_python_interpreter": sys.executable, "role_under_test": role, **extra_vars}),
-                str(PLAYBOOK),
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
+        return run_playbook(
+            PLAYBOOK,
+            inventory_file.name,
+            "--check",
+            "--tags",
+            f"{role}_preflight",
+            extra_vars={"ansible_python_interpreter": sys.executable, "role_under_test": role, **extra_vars},
             timeout=120,
-            check=False,
         )
 
 

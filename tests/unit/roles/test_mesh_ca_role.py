@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from ansible_collections.vmmesh.mesh.tests.unit.ansible_playbook import assert_failed_with, flat_output, run_playbook
 from cryptography import x509
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -26,40 +26,12 @@ def run_role(ca_dir: Path, *flags: str, **extra_vars: object) -> subprocess.Comp
         "mesh_ca_key_type": "ec-p256",
         **extra_vars,
     }
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-    )
-    return subprocess.run(
-        [
-            str(ANSIBLE_PLAYBOOK),
-            "--inventory",
-            "localhost,",
-            *flags,
-            "--extra-vars",
-            json.dumps(variables),
-            str(PLAYBOOK),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_playbook(PLAYBOOK, "localhost,", *flags, extra_vars=variables)
 
 
 def changed(result: subprocess.CompletedProcess) -> int:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return int(re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", result.stdout).group(1))
-
-
-def output(result: subprocess.CompletedProcess) -> str:
-    return " ".join((result.stdout + result.stderr).split())
 
 
 def state(ca_dir: Path) -> dict:
@@ -123,9 +95,8 @@ def test_other_settings_never_replace_the_ca(ca_dir: Path) -> None:
 def test_bad_input_stops_before_anything_changes(ca_dir: Path, variables: dict, expected: str) -> None:
     before = files(ca_dir)
     result = run_role(ca_dir, **variables)
-    assert result.returncode != 0
-    assert expected in output(result)
-    assert str(ca_dir / "generations" / "1" / "ca.key") in output(result) or "rotation" in expected
+    assert_failed_with(result, expected)
+    assert str(ca_dir / "generations" / "1" / "ca.key") in flat_output(result) or "rotation" in expected
     assert files(ca_dir) == before
     assert PASSPHRASE not in result.stdout + result.stderr
 
@@ -141,7 +112,7 @@ def test_rotation_phases_in_order_each_safe_to_repeat(ca_dir: Path) -> None:
     assert changed(run_role(ca_dir, mesh_ca_passphrase=PASSPHRASE, mesh_ca_rotation_phase="add")) == 0
 
     early = run_role(ca_dir, mesh_ca_passphrase=PASSPHRASE, mesh_ca_rotation_phase="remove")
-    assert early.returncode != 0 and 'the rotation is at "added": run phase reissue first' in output(early)
+    assert_failed_with(early, 'the rotation is at "added": run phase reissue first')
 
     assert changed(run_role(ca_dir, mesh_ca_passphrase=PASSPHRASE, mesh_ca_rotation_phase="reissue")) > 0
     assert state(ca_dir)["signer"] == 2
@@ -159,12 +130,11 @@ def test_damaged_state_stops_with_the_file_and_the_fix(tmp_path: Path) -> None:
     assert changed(run_role(directory)) > 0
     (directory / "state.json").write_text("{not json")
     result = run_role(directory)
-    assert result.returncode != 0
-    assert f"The mesh CA state {directory}/state.json on the controller cannot be read as JSON" in output(result)
+    assert_failed_with(result, f"The mesh CA state {directory}/state.json on the controller cannot be read as JSON")
     (directory / "state.json").write_text('{"format_version": 1, "signer": 3, "trusted": [1]}')
-    assert '"signer" must be one of them' in output(run_role(directory))
+    assert '"signer" must be one of them' in flat_output(run_role(directory))
     (directory / "state.json").write_text('{"format_version": 1, "signer": 1, "trusted": [1]}')
     (directory / "generations" / "1" / "ca.pem").unlink()
     missing = run_role(directory)
-    assert f"{directory}/generations/1/ca.pem is missing on the controller" in output(missing)
-    assert "a CA is never recreated over an existing state" in output(missing)
+    assert f"{directory}/generations/1/ca.pem is missing on the controller" in flat_output(missing)
+    assert "a CA is never recreated over an existing state" in flat_output(missing)

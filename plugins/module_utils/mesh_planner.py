@@ -443,14 +443,11 @@ class _Planner:
 
     def _denied(self, source: str, upstream: Upstream) -> None:
         where = key_path(upstream.path, "service")
-        error = DeniedUpstreamError(
-            where,
-            upstream.service,
-            f"the intentions deny {source} -> {upstream.service}",
-            f"add the intention {{source: {source}, destination: {upstream.service}, action: allow}}, "
-            "remove the upstream, or set "
-            "mesh.denied_upstream: warning",
-        )
+        intention = f"{{source: {source}, destination: {upstream.service}, action: allow}}"
+        fix = f"add the intention {intention} or remove the upstream"
+        if self.model.denied_upstream == "error":
+            fix += " (or set mesh.denied_upstream: warning to deploy it anyway, refused by the destination)"
+        error = DeniedUpstreamError(where, upstream.service, f"the intentions deny {source} -> {upstream.service}", fix)
         if self.model.denied_upstream == "error":
             self.errors.add(error)
         else:

@@ -273,7 +273,8 @@ CASES: list[tuple[type[errors.MeshError], Mutation, str]] = [
         errors.DeniedUpstreamError,
         _deny_web_to_api,
         "mesh.services.web.upstreams[0].service: the intentions deny web -> api; add the intention "
-        "{source: web, destination: api, action: allow}, remove the upstream, or set mesh.denied_upstream: warning",
+        "{source: web, destination: api, action: allow} or remove the upstream (or set mesh.denied_upstream: warning "
+        "to deploy it anyway, refused by the destination)",
     ),
     (
         errors.UnsupportedBySidecarError,

@@ -174,7 +174,7 @@ def test_authorization_precedence(shop: tuple) -> None:
     assert [(edge.source, edge.destination) for edge in plan.edges] == [("api", "db"), ("web", "api")]
     assert plan.warnings == (
         "mesh.services.web.upstreams[1].service: the intentions deny web -> db; add the intention "
-        "{source: web, destination: db, action: allow}, remove the upstream, or set mesh.denied_upstream: warning",
+        "{source: web, destination: db, action: allow} or remove the upstream",
     )
     assert [upstream.allowed for upstream in plan.services["web"].upstreams] == [True, False]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -35,7 +36,14 @@ def test_render_writes_every_output(rendered: tuple) -> None:
     assert (target / "hosts/web1/etc/haproxy/haproxy.cfg").is_file()
     assert (target / "hosts/api2/etc/envoy/api/lds.yaml").is_file()
     assert (target / "hosts/db1/etc/consul.d/vmmesh-db.json").is_file()
-    assert not list(target.parent.glob(".shop.tmp-*")), "temporary directories left behind"
+    assert not list(target.parent.glob(".shop.*")), "staging directories left behind"
+
+
+def test_an_unchanged_render_changes_nothing(rendered: tuple) -> None:
+    target, _result = rendered
+    again = _run("shop", target)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s", again.stdout), again.stdout[-2000:]
 
 
 def test_plan_json_shape(rendered: tuple) -> None:

@@ -18,9 +18,10 @@ description:
     the complete new one, never a mix; files not in O(files) are gone after the swap.
   - One task writes any number of files, which is what C(playbooks/render.yml) needs for a mesh of thousands
     of sidecars (a loop of M(ansible.builtin.copy) costs a round trip per file).
-  - Runs where the directory is (on the controller with C(delegate_to: localhost) or C(connection: local)).
-author:
-  - vmmesh.mesh contributors
+  - Runs where the directory is; for a render on the controller, use C(delegate_to=localhost) or a local connection.
+author: vmmesh.mesh contributors (@vmmesh)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   path:
     description: The directory. Its parent must exist.
@@ -46,6 +47,8 @@ attributes:
   diff_mode:
     support: full
     details: The diff lists the names of the files added, changed and removed, not their contents.
+  platform:
+    platforms: posix
 notes:
   - Files are compared byte for byte; a tree already in place is not touched, so a second run reports no change.
 """

@@ -144,6 +144,14 @@ def test_upstream_backend_with_consul_discovery(shop: tuple) -> None:
     assert "nameserver consul 127.0.0.1:8600" in _section(_config(plan, "web1"), "resolvers consul")
 
 
+def test_default_retries_retry_resets(shop: tuple) -> None:
+    mesh, groups, hostvars = shop
+    mesh["services"]["api"].pop("retries", None)
+    plan = plan_mesh(mesh, groups, hostvars)
+    backend = _section(_config(plan, "web1"), "backend up.web.api.v1")
+    assert backend[4:6] == ["retries 2", "retry-on conn-failure empty-response junk-response"]
+
+
 def test_upstream_http_check_speaks_http_1_1(shop: tuple) -> None:
     # Envoy sidecars answer HTTP/1.0 with 426 Upgrade Required: the check of an upstream sidecar must be HTTP/1.1.
     mesh, groups, hostvars = shop

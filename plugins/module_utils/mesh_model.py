@@ -121,7 +121,7 @@ class Paths:
 @dataclass(frozen=True)
 class Retries:
     attempts: int = 2
-    retry_on: tuple[str, ...] = ("connect-failure",)
+    retry_on: tuple[str, ...] = ("connect-failure", "reset")
     per_try_timeout_ms: int | None = None
 
 

@@ -241,6 +241,8 @@ def _app_backend(service: ServicePlan) -> str:
     )
     if service.protocol in ("http2", "grpc"):
         server += " proto h2"
+        if check.type == "http":
+            server += " check-proto h2"
     lines = ["mode " + _mode(service.protocol), "timeout connect 5s"]
     if service.protocol == "tcp":
         lines.append("timeout server 1h")
@@ -251,9 +253,8 @@ def _app_backend(service: ServicePlan) -> str:
 
 
 def _outbound(service: ServicePlan, upstream: UpstreamPlan) -> str:
+    # No "proto h2": HAProxy detects the HTTP/2 preface (gRPC clients, prior knowledge) and serves HTTP/1.1 too.
     bind = f"bind {host_port(LOCALHOST, upstream.local_port)}"
-    if upstream.protocol in ("http2", "grpc"):
-        bind += " proto h2"
     lines = ["mode " + _mode(upstream.protocol), bind, f"maxconn {upstream.policy.circuit_breaker.max_connections}"]
     if upstream.protocol == "tcp":
         lines.append("timeout client 1h")
@@ -286,6 +287,8 @@ def _retry_lines(upstream: UpstreamPlan) -> list[str]:
     if upstream.protocol != "tcp":
         keywords = {keyword for condition in retries.retry_on for keyword in _RETRY_ON.get(condition, ())}
         lines.append("retry-on " + " ".join(keyword for keyword in _RETRY_ORDER if keyword in keywords))
+    # Each retry goes to another server when there is one, as Envoy's load balancer would pick.
+    lines.append("option redispatch 1")
     return lines
 
 
@@ -298,18 +301,24 @@ def _upstream_backend(plan: MeshPlan, service: ServicePlan, upstream: UpstreamPl
         "timeout server " + (_timeout(policy.request_timeout_ms) if upstream.protocol != "tcp" else "1h"),
     ]
     lines.extend(_retry_lines(upstream))
-    if upstream.protocol != "tcp" and upstream.health_check.type == "http":
+    http_check = upstream.protocol != "tcp" and upstream.health_check.type == "http"
+    if http_check:
         # HTTP/1.1: the destination may be an Envoy sidecar, which answers HTTP/1.0 with 426 Upgrade Required.
         lines.append("option httpchk GET %s HTTP/1.1" % (upstream.health_check.path or "/"))
         lines.append(f"http-check send hdr Host {upstream.sni}")
+    breaker = policy.circuit_breaker
     default_server = [
         f"default-server ssl crt {service.certs.haproxy_pem} ca-file {service.certs.trust_bundle} verify required",
         f"verifyhost {upstream.sni} sni str({upstream.sni})",
         f"check inter {_timeout(upstream.health_check.interval_ms)} rise 2 fall 3",
-        f"maxqueue {policy.circuit_breaker.max_pending_requests}",
+        f"maxconn {breaker.max_connections if upstream.protocol == 'tcp' else breaker.max_requests}",
+        f"maxqueue {breaker.max_pending_requests}",
     ]
     if upstream.protocol in ("http2", "grpc"):
         default_server.append("alpn h2")
+        if http_check:
+            # The check speaks HTTP/2 too: the destination sidecar negotiates h2 only.
+            default_server.append("check-alpn h2 check-proto h2")
     if policy.outlier_detection.enabled:
         default_server.append(
             f"observe {'layer4' if upstream.protocol == 'tcp' else 'layer7'}"

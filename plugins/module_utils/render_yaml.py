@@ -66,7 +66,7 @@ def yaml_mapping(mapping: dict, indent: str) -> list[str]:
 
 @lru_cache(maxsize=65536)
 def _string(value: str) -> str:
-    if _PLAIN.match(value) and value not in _RESERVED:
+    if _PLAIN.fullmatch(value) and value not in _RESERVED:
         return value
     return _UNSAFE_IN_QUOTES.sub(_escape, json.dumps(value, ensure_ascii=False))
 

@@ -9,6 +9,12 @@ Usage: vmmesh-echo SERVICE-PORT (the systemd instance name, e.g. api-8081)
 Answers every request with JSON naming the host and service that answered, the path, and the request headers
 (so the verifier sees what the sidecars forwarded: the caller's identity, trace headers). ``/status/<code>``
 answers with that status; ``/delay/<ms>`` waits first.
+
+Failures on demand, for the traffic policies of the sidecars:
+
+* ``X-Echo-Fail-Host: <hostname>``: the instance on that host answers 503.
+* ``X-Echo-Fail-First: <n>`` with ``X-Echo-Key: <key>``: the first n requests with that key answer 503 (counted per
+  instance), the next ones are served.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 TRACE_HEADERS = ("x-request-id", "traceparent", "tracestate", "x-b3-traceid", "x-b3-spanid")
 
@@ -25,6 +33,21 @@ TRACE_HEADERS = ("x-request-id", "traceparent", "tracestate", "x-b3-traceid", "x
 class Echo(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     service = "echo"
+    failures: ClassVar[dict[str, int]] = {}
+    failures_lock = threading.Lock()
+
+    def _fails(self) -> bool:
+        """Whether this request must fail because of the X-Echo-Fail-* headers."""
+        if self.headers.get("X-Echo-Fail-Host") == socket.gethostname():
+            return True
+        first = self.headers.get("X-Echo-Fail-First", "")
+        if not first.isdigit():
+            return False
+        key = self.headers.get("X-Echo-Key", "")
+        with self.failures_lock:
+            seen = self.failures.get(key, 0)
+            self.failures[key] = seen + 1
+        return seen < int(first)
 
     def _answer(self) -> None:
         status = 200
@@ -33,6 +56,8 @@ class Echo(BaseHTTPRequestHandler):
             status = int(parts[1])
         if len(parts) == 2 and parts[0] == "delay" and parts[1].isdigit():
             time.sleep(int(parts[1]) / 1000)
+        if self._fails():
+            status = 503
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from functools import cache
 from pathlib import Path
 
@@ -37,9 +38,11 @@ def _instance(service: str, host: str) -> dict:
     return next(i for i in PLAN["services"][service]["instances"] if i["host"] == host)
 
 
-def _get(host: str, port: int, path: str = "/") -> tuple[int, dict]:
+def _get(host: str, port: int, path: str = "/", options: str = "") -> tuple[int, dict]:
     """GET http://127.0.0.1:<port><path> on a host, as its application would: (status, echoed JSON or {})."""
-    out = _host(host).check_output(f"curl -s -m 5 -o /tmp/body -w '%{{http_code}}' http://127.0.0.1:{port}{path}")
+    out = _host(host).check_output(
+        f"curl -s -m 5 -o /tmp/body -w '%{{http_code}}' {options} http://127.0.0.1:{port}{path}"
+    )
     body = _host(host).file("/tmp/body").content_string
     try:
         return int(out), json.loads(body)
@@ -155,6 +158,214 @@ def test_tcp_redis_through_envoy() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# HTTP/2 and gRPC: app -> local sidecar -> mTLS with HTTP/2 -> remote sidecar -> app
+
+# (client host, local port, destination service, caller): Envoy -> Envoy, Envoy -> HAProxy, HAProxy -> Envoy
+GRPC_HOPS = [
+    ("vmmesh-sc1", 9104, "greeter", "front"),
+    ("vmmesh-sc1", 9105, "ledger", "front"),
+    ("vmmesh-sc3", 9202, "greeter", "legacy"),
+]
+
+
+def _grpc(host: str, port: int, method: str, argument: str = "") -> dict:
+    return json.loads(_host(host).check_output(f"vmmesh-grpc call {port} {method} {argument}"))
+
+
+def _stats(host: str, service: str, pattern: str) -> dict[str, int]:
+    """Envoy counters and gauges of the sidecar of ``service`` on ``host`` whose name matches ``pattern``."""
+    admin = _instance(service, host)["admin_port"]
+    out = _host(host).check_output(f"curl -gsf -m 5 'http://127.0.0.1:{admin}/stats?filter={pattern}'")
+    pairs = (line.rsplit(": ", 1) for line in out.splitlines() if ": " in line)
+    return {name: int(value) for name, value in pairs if value.isdigit()}
+
+
+def _stat(host: str, service: str, name: str) -> int:
+    return _stats(host, service, f"^{name}$").get(name, 0)
+
+
+@pytest.mark.parametrize(("host", "port", "service", "caller"), GRPC_HOPS)
+def test_grpc_call_through_the_mesh(host: str, port: int, service: str, caller: str) -> None:
+    answer = _grpc(host, port, "/vmmesh.Echo/Call", "hello")
+    assert answer["code"] == "OK", answer
+    reply = answer["reply"]
+    assert (reply["service"], reply["argument"]) == (service, "hello")
+    if PLAN["services"][service]["sidecar"] == "envoy":
+        assert f"URI={_identity(caller)}" in reply["metadata"]["x-forwarded-client-cert"]
+    else:
+        assert reply["metadata"]["x-forwarded-client-cert-cn"] == caller
+
+
+@pytest.mark.parametrize(("host", "port", "service", "caller"), GRPC_HOPS)
+@pytest.mark.parametrize("code", ["NOT_FOUND", "ALREADY_EXISTS", "RESOURCE_EXHAUSTED"])
+def test_grpc_status_codes_propagate(host: str, port: int, service: str, caller: str, code: str) -> None:
+    answer = _grpc(host, port, "/vmmesh.Echo/Fail", code)
+    assert answer == {"code": code, "details": f"{service} was asked to fail"}
+
+
+def test_grpc_health_check_answers_serving_through_the_mesh() -> None:
+    assert _grpc(CLIENT, 9104, "/grpc.health.v1.Health/Check") == {"code": "OK", "raw": "0801"}
+
+
+@pytest.mark.parametrize(("port", "sidecar"), [(9304, "envoy"), (9305, "haproxy")])
+def test_denied_grpc_caller_gets_permission_denied(port: int, sidecar: str) -> None:
+    assert _grpc(CLIENT, port, "/vmmesh.Echo/Call")["code"] == "PERMISSION_DENIED", f"rogue -> {sidecar} destination"
+
+
+@pytest.mark.parametrize("upstream", ["greeter", "ledger", "static"])
+def test_envoy_speaks_http2_to_the_destination_sidecar(upstream: str) -> None:
+    """front's clusters towards an Envoy (greeter, static) and an HAProxy (ledger) destination: HTTP/2 only."""
+    stats = _stats(CLIENT, "front", f"^cluster\\.upstream\\.{upstream}\\.upstream_cx_http[12]_total$")
+    assert stats[f"cluster.upstream.{upstream}.upstream_cx_http2_total"] > 0, stats
+    assert stats[f"cluster.upstream.{upstream}.upstream_cx_http1_total"] == 0, stats
+
+
+def test_haproxy_speaks_http2_to_the_destination_sidecar() -> None:
+    """legacy's HAProxy calls greeter's Envoy: every request it forwards arrives as HTTP/2."""
+    before = _stats("vmmesh-sc2", "greeter", "^http\\.inbound\\.downstream_rq_http[12]_total$")
+    for _attempt in range(5):
+        assert _grpc("vmmesh-sc3", 9202, "/vmmesh.Echo/Call")["code"] == "OK"
+    after = _stats("vmmesh-sc2", "greeter", "^http\\.inbound\\.downstream_rq_http[12]_total$")
+    assert after["http.inbound.downstream_rq_http2_total"] - before["http.inbound.downstream_rq_http2_total"] >= 5
+    assert after["http.inbound.downstream_rq_http1_total"] == before["http.inbound.downstream_rq_http1_total"]
+
+
+@pytest.mark.parametrize(("host", "port"), [("vmmesh-sc1", 9106), ("vmmesh-sc3", 9203)], ids=["envoy", "haproxy"])
+@pytest.mark.parametrize("client", ["--http2-prior-knowledge", "--http1.1"])
+def test_http2_application_through_either_sidecar(host: str, port: int, client: str) -> None:
+    """static's application (nghttpd) speaks HTTP/2 only; the calling application may use either version."""
+    out = _host(host).check_output(
+        f"curl -s -m 5 {client} -w ' %{{http_code}} %{{http_version}}' http://127.0.0.1:{port}/"
+    )
+    assert out.split() == [
+        "vmmesh",
+        "HTTP/2",
+        "application",
+        "on",
+        "vmmesh-sc2",
+        "200",
+        "2" if "http2" in client else "1.1",
+    ]
+
+
+def test_haproxy_speaks_http2_to_an_http2_destination() -> None:
+    """legacy's HAProxy calls static's Envoy (health checks included): every request arrives as HTTP/2."""
+    pattern = "^http\\.inbound\\.downstream_rq_http[12]_total$"
+    before = _stats("vmmesh-sc2", "static", pattern)
+    for _attempt in range(5):
+        assert _get("vmmesh-sc3", 9203, "/", "--http1.1")[0] == 200
+    after = _stats("vmmesh-sc2", "static", pattern)
+    assert after["http.inbound.downstream_rq_http2_total"] - before["http.inbound.downstream_rq_http2_total"] >= 5
+    assert after["http.inbound.downstream_rq_http1_total"] == before["http.inbound.downstream_rq_http1_total"] == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Traffic policies observed live
+
+
+def _statuses(host: str, port: int, path: str, count: int, parallel: int, headers: str = "") -> list[str]:
+    out = _host(host).check_output(
+        f"seq {count} | xargs -P {parallel} -I{{}} curl -s -o /dev/null -m 10 -w '%{{http_code}}\\n' {headers}"
+        f" http://127.0.0.1:{port}{path}"
+    )
+    return out.split()
+
+
+def test_envoy_route_timeout_answers_504_at_the_timeout() -> None:
+    before = _stat(CLIENT, "probe", "cluster.upstream.api.upstream_rq_timeout")
+    out = _host(CLIENT).check_output(
+        "curl -s -o /dev/null -m 10 -w '%{http_code} %{time_total}' http://127.0.0.1:9401/delay/3000"
+    )
+    status, seconds = out.split()
+    assert status == "504"
+    assert 0.9 <= float(seconds) <= 2.5, f"answered after {seconds}s, the route timeout is 1s"
+    assert _stat(CLIENT, "probe", "cluster.upstream.api.upstream_rq_timeout") == before + 1
+
+
+def test_envoy_retries_recover_a_flaky_instance() -> None:
+    before = _stat(CLIENT, "probe", "cluster.upstream.api.upstream_rq_retry")
+    key = uuid.uuid4().hex
+    status, _body = _get(CLIENT, 9401, "/flaky", f"-H 'X-Echo-Fail-First: 1' -H 'X-Echo-Key: {key}'")
+    assert status == 200
+    assert _stat(CLIENT, "probe", "cluster.upstream.api.upstream_rq_retry") > before
+
+
+def test_envoy_circuit_breaker_sheds_requests_beyond_its_limits() -> None:
+    """probe -> api allows 2 requests in flight and 1 pending: 12 at once overflow."""
+    before = _stat(CLIENT, "probe", "cluster.upstream.api.upstream_rq_pending_overflow")
+    statuses = _statuses(CLIENT, 9401, "/delay/600", 12, 12)
+    assert len(statuses) == 12
+    assert statuses.count("200") >= 2 and statuses.count("503") >= 3, statuses
+    # A request that waited as the pending one may reach the 1s route timeout on a busy machine: 504.
+    assert set(statuses) <= {"200", "503", "504"}, statuses
+    assert _stat(CLIENT, "probe", "cluster.upstream.api.upstream_rq_pending_overflow") >= before + statuses.count("503")
+
+
+def test_envoy_local_rate_limit_answers_429() -> None:
+    """static allows 20 requests a second (burst 20): 100 sent as fast as possible."""
+    statuses = _statuses(CLIENT, 9106, "/", 100, 10)
+    try:
+        assert statuses.count("429") >= 10 and statuses.count("200") >= 20, sorted(set(statuses))
+        assert set(statuses) <= {"200", "429"}, sorted(set(statuses))
+        limited = _stats("vmmesh-sc2", "static", "rate_limited")
+        assert sum(value for name, value in limited.items() if "local_rate_limit" in name) >= statuses.count("429")
+    finally:
+        _host(CLIENT).run("sleep 2")
+
+
+def test_haproxy_rate_limit_answers_429() -> None:
+    """legacy's HAProxy allows 40 requests a second: 200 sent as fast as possible through front's Envoy."""
+    statuses = _statuses(CLIENT, 9102, "/", 200, 10)
+    try:
+        assert statuses.count("429") >= 10 and statuses.count("200") >= 40, sorted(set(statuses))
+        assert set(statuses) <= {"200", "429"}, sorted(set(statuses))
+    finally:
+        _host(CLIENT).run("sleep 2")
+
+
+def _haproxy_stats(host: str) -> dict[tuple[str, str], dict[str, str]]:
+    """HAProxy's stats CSV from its admin listener: {(proxy, server): {column: value}}."""
+    admin = next(item for item in PLAN["hosts"][host]["listeners"] if item["kind"] == "admin" and not item["service"])
+    text = _host(host).check_output(f"curl -sf -m 5 'http://127.0.0.1:{admin['port']}/;csv'")
+    lines = text.lstrip("# ").splitlines()
+    columns = lines[0].split(",")
+    rows = [dict(zip(columns, line.split(","), strict=False)) for line in lines[1:] if line]
+    return {(row["pxname"], row["svname"]): row for row in rows}
+
+
+def test_haproxy_retries_recover_a_flaky_instance() -> None:
+    before = int(_haproxy_stats("vmmesh-sc3")[("up.legacy.api", "BACKEND")]["wretr"] or 0)
+    key = uuid.uuid4().hex
+    status, _body = _get("vmmesh-sc3", 9201, "/flaky", f"-H 'X-Echo-Fail-First: 1' -H 'X-Echo-Key: {key}'")
+    assert status == 200
+    after = _haproxy_stats("vmmesh-sc3")
+    assert int(after[("up.legacy.api", "BACKEND")]["wretr"] or 0) > before
+    # HAProxy accounts only the answer it keeps: a retried 503 is neither a 5xx response nor an error seen by
+    # "observe layer7" (which is why its outlier detection cannot see failures that retries absorb).
+    assert int(after[("up.legacy.api", "srv1")]["hanafail"] or 0) == 0
+
+
+def test_envoy_outlier_detection_ejects_an_instance_answering_5xx() -> None:
+    """probe -> api: 3 consecutive 5xx from one instance eject it, and requests stop trying it.
+
+    Without the ejection, about every request would try vmmesh-sc2 first and be retried; with it, only the first
+    few are. A passing health check un-ejects the instance (after up to 2s): the requests run in one command.
+    """
+    prefix = "cluster.upstream.api."
+    ejected = _stat(CLIENT, "probe", prefix + "outlier_detection.ejections_enforced_consecutive_5xx")
+    retried = _stat(CLIENT, "probe", prefix + "upstream_rq_retry")
+    out = _host(CLIENT).check_output(
+        "for i in $(seq 12); do curl -s -m 5 -H 'X-Echo-Fail-Host: vmmesh-sc2' -w ' %{http_code}\\n'"
+        " http://127.0.0.1:9401/failing; done"
+    )
+    answers = [(json.loads(line.rsplit(" ", 1)[0])["host"], line.rsplit(" ", 1)[1]) for line in out.splitlines()]
+    assert answers == [("vmmesh-sc3", "200")] * 12, answers
+    assert _stat(CLIENT, "probe", prefix + "outlier_detection.ejections_enforced_consecutive_5xx") > ejected
+    retries = _stat(CLIENT, "probe", prefix + "upstream_rq_retry") - retried
+    assert 3 <= retries <= 7, f"{retries} retries for 12 requests"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Refusals
 
 
@@ -243,6 +454,14 @@ def test_rotated_certificate_is_served(service: str, host: str) -> None:
     assert served != original, "the certificate was not rotated"
 
 
+def test_haproxy_reloaded_onto_the_rotated_certificate_by_the_topic_handler() -> None:
+    """The rotation notified "vmmesh haproxy certificates changed"; the role's Reload haproxy handler loaded it."""
+    host = _host("vmmesh-sc3")
+    served = host.file("/root/rotation-served.txt").content_string.strip()
+    on_disk = host.check_output("openssl x509 -noout -serial -in /etc/vmmesh/certs/legacy/cert.pem")
+    assert served.startswith("serial=") and served == on_disk
+
+
 def test_envoy_rejected_the_invalid_configuration_and_kept_serving() -> None:
     host = _host(CLIENT)
     outcome = json.loads(host.file("/root/injection.json").content_string)
@@ -263,3 +482,36 @@ def test_haproxy_rejected_the_invalid_configuration_and_kept_serving() -> None:
     assert "shaky" not in config
     assert "timeout server 20s" in config
     assert host.service("haproxy").is_running
+
+
+def _leave_report(host: str) -> dict[str, str]:
+    text = _host(host).file("/root/leave.txt").content_string
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_the_last_haproxy_service_leaving_stops_and_disables_haproxy() -> None:
+    report = _leave_report("vmmesh-sc3")
+    assert (report["haproxy_active"], report["haproxy_enabled"], report["haproxy_dropin"]) == (
+        "inactive",
+        "disabled",
+        "absent",
+    )
+    legacy = _instance("legacy", "vmmesh-sc3")
+    assert f"{legacy['address']}:{legacy['inbound_port']}" not in report["listening"].split()
+    assert "127.0.0.1:9201" not in report["listening"].split()
+    # api's Envoy on the same host kept serving
+    assert (
+        f"{_instance('api', 'vmmesh-sc3')['address']}:{_instance('api', 'vmmesh-sc3')['inbound_port']}"
+        in report["listening"].split()
+    )
+
+
+def test_an_envoy_service_leaving_removes_its_sidecar() -> None:
+    report = _leave_report(CLIENT)
+    assert (report["rogue_active"], report["rogue_enabled"], report["rogue_config"]) == (
+        "inactive",
+        "disabled",
+        "absent",
+    )
+    assert "127.0.0.1:9301" not in report["listening"].split()
+    assert "127.0.0.1:9101" in report["listening"].split()

@@ -123,3 +123,41 @@ def test_a_taken_port_names_the_service_and_the_holder(run_preflight, port_held,
     assert result.returncode != 0
     assert f"service web: port {UPSTREAM_PORT} (outbound listener for upstream db) is already taken" in output
     assert "pid=" in output
+
+
+def _with_haproxy_db(tmp_path: Path, **more) -> dict:
+    extra_vars = _vars(tmp_path, **more)
+    extra_vars["mesh"]["services"]["db"]["sidecar"] = "haproxy"
+    return extra_vars
+
+
+def test_a_service_whose_sidecar_role_is_not_applied_names_the_service_and_the_fix(
+    run_preflight, tmp_path: Path
+) -> None:
+    _issue(tmp_path, "web", "db")
+    result = run_preflight(ROLE, _with_haproxy_db(tmp_path))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "service db runs on localhost with sidecar haproxy, but vmmesh.mesh.haproxy is not applied to this host "
+        "(sidecar roles applied: envoy)" in output
+    )
+    assert "set the host variable mesh_sidecars: [envoy, haproxy]" in output
+    assert "mesh.services.db.sidecar" in output
+    # nothing after preflight ran
+    assert "Validate each sidecar" not in output
+
+
+def test_mesh_sidecars_declares_a_role_included_later(run_preflight, tmp_path: Path) -> None:
+    _issue(tmp_path, "web", "db")
+    result = run_preflight(ROLE, _with_haproxy_db(tmp_path, mesh_sidecars=["envoy", "haproxy"]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "db: haproxy" in result.stdout
+
+
+def test_a_bad_mesh_sidecars_names_the_variable(run_preflight, tmp_path: Path) -> None:
+    _issue(tmp_path, "web", "db")
+    result = run_preflight(ROLE, _vars(tmp_path, mesh_sidecars=["envoy", "nginx"]))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert 'mesh_sidecars of localhost is ["envoy", "nginx"]' in output

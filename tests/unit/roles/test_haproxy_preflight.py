@@ -85,3 +85,28 @@ def test_a_taken_port_names_the_service_and_the_holder(run_preflight, port_held,
     assert (
         f"service web: port {UPSTREAM_PORT} (outbound listener for upstream db of HAProxy) is already taken" in output
     )
+
+
+def test_a_service_whose_sidecar_role_is_not_applied_names_the_service_and_the_fix(
+    run_preflight, tmp_path: Path
+) -> None:
+    _issue(tmp_path, "web", "db")
+    extra_vars = _vars(tmp_path)
+    extra_vars["mesh"]["services"]["db"]["sidecar"] = "envoy"
+    result = run_preflight(ROLE, extra_vars)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "service db runs on localhost with sidecar envoy, but vmmesh.mesh.envoy is not applied to this host "
+        "(sidecar roles applied: haproxy)" in output
+    )
+    assert "Write haproxy.cfg" not in output
+
+
+def test_mesh_sidecars_declares_a_role_included_later(run_preflight, tmp_path: Path) -> None:
+    _issue(tmp_path, "web", "db")
+    extra_vars = _vars(tmp_path, mesh_sidecars=["envoy", "haproxy"])
+    extra_vars["mesh"]["services"]["db"]["sidecar"] = "envoy"
+    result = run_preflight(ROLE, extra_vars)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "db: envoy" in result.stdout

@@ -54,6 +54,18 @@ def test_defaults_fill_every_optional_key(shop: tuple) -> None:
     assert model.services["web"].health_check.type == "http"
 
 
+def test_default_retries_cover_connection_failures_and_resets(shop: tuple) -> None:
+    """A request reset before any byte of answer (an HAProxy reload closing a keep-alive connection) is retried."""
+    mesh, groups, hostvars = shop
+    mesh["services"]["api"].pop("retries", None)
+    model = parse_mesh(mesh, groups, hostvars, ErrorCollector())
+    assert model is not None
+    web_api = model.services["web"].upstreams[0].policy
+    assert web_api.retries.attempts == 2 and web_api.retries.retry_on == ("connect-failure", "reset")
+    # reset is L7: a tcp upstream keeps connect-failure only
+    assert model.services["web"].upstreams[1].policy.retries.retry_on == ("connect-failure",)
+
+
 def test_policies_merge_upstream_over_destination_over_mesh_defaults(shop: tuple) -> None:
     mesh, groups, hostvars = shop
     mesh["defaults"] = {"connect_timeout": "2s", "circuit_breaker": {"max_connections": 10}}

@@ -227,6 +227,19 @@ def test_outbound_http_route_carries_timeouts_retries_and_split(shop: tuple) -> 
     }
 
 
+def test_default_retries_retry_resets(shop: tuple) -> None:
+    mesh, groups, hostvars = shop
+    mesh["services"]["web"]["sidecar"] = "envoy"
+    mesh["services"]["api"].pop("retries", None)
+    plan = plan_mesh(mesh, groups, hostvars)
+    manager = _filter(
+        _listener(plan, "web", "web1", "upstream.api")["filter_chains"][0],
+        "envoy.filters.network.http_connection_manager",
+    )
+    route = manager["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+    assert route["retry_policy"] == {"retry_on": "connect-failure,reset", "num_retries": 2}
+
+
 def test_outbound_tcp_retries_connects(shop: tuple) -> None:
     plan = plan_mesh(*shop)
     proxy = _filter(

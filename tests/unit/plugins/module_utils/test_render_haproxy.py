@@ -115,7 +115,7 @@ def test_split_outbound_picks_backends_by_weight(shop: tuple) -> None:
     plan = plan_mesh(*shop)
     assert _section(_config(plan, "web1"), "frontend out.web.api") == [
         "mode http",
-        "bind 127.0.0.1:9001 proto h2",
+        "bind 127.0.0.1:9001",
         "maxconn 1024",
         "http-request set-var(txn.vm_split) rand(100)",
         "use_backend up.web.api.v1 if { var(txn.vm_split) -m int 0:89 }",
@@ -136,12 +136,57 @@ def test_upstream_backend_with_consul_discovery(shop: tuple) -> None:
         "timeout server 15s",
         "retries 3",
         "retry-on empty-response junk-response 500 501 502 503 504",
+        "option redispatch 1",
         "default-server ssl crt /etc/vmmesh/certs/web/haproxy.pem ca-file /etc/vmmesh/certs/web/ca-bundle.pem "
         "verify required verifyhost api.service.dc1.consul sni str(api.service.dc1.consul) check inter 10s rise 2 "
-        "fall 3 maxqueue 1024 alpn h2 observe layer7 error-limit 5 on-error mark-down",
+        "fall 3 maxconn 1024 maxqueue 1024 alpn h2 observe layer7 error-limit 5 on-error mark-down",
         f"server-template srv 1-1 v1.api.service.dc1.consul:{port} resolvers consul resolve-prefer ipv4 init-addr none",
     ]
     assert "nameserver consul 127.0.0.1:8600" in _section(_config(plan, "web1"), "resolvers consul")
+
+
+def test_default_retries_retry_resets(shop: tuple) -> None:
+    mesh, groups, hostvars = shop
+    mesh["services"]["api"].pop("retries", None)
+    plan = plan_mesh(mesh, groups, hostvars)
+    backend = _section(_config(plan, "web1"), "backend up.web.api.v1")
+    assert backend[4:7] == ["retries 2", "retry-on conn-failure empty-response junk-response", "option redispatch 1"]
+
+
+def test_circuit_breaker_limits_requests_per_server_and_queues(shop: tuple) -> None:
+    mesh, groups, hostvars = shop
+    mesh["services"]["web"]["upstreams"][0]["circuit_breaker"] = {
+        "max_connections": 50,
+        "max_requests": 7,
+        "max_pending_requests": 3,
+    }
+    mesh["services"]["web"]["upstreams"][1]["circuit_breaker"] = {"max_connections": 9}
+    config = _config(plan_mesh(mesh, groups, hostvars), "web1")
+    assert "maxconn 50" in _section(config, "frontend out.web.api")
+    assert " maxconn 7 maxqueue 3 " in _section(config, "backend up.web.api.v1")[-2]
+    # tcp: one connection is one request
+    assert " maxconn 9 maxqueue 1024 " in _section(config, "backend up.web.db")[-2]
+
+
+def test_http_checks_of_http2_destinations_speak_http2(shop: tuple) -> None:
+    mesh, groups, hostvars = shop
+    mesh["services"]["api"]["health_check"] = {"path": "/healthz"}
+    mesh["services"]["web"]["protocol"] = "http2"
+    mesh["services"]["web"]["sidecar"] = "haproxy"
+    config = _config(plan_mesh(mesh, groups, hostvars), "web1")
+    assert _section(config, "backend up.web.api.v1")[-2].endswith(
+        " alpn h2 check-alpn h2 check-proto h2 observe layer7 error-limit 5 on-error mark-down"
+    )
+    assert _section(config, "backend app.web")[-1].endswith(" proto h2 check-proto h2")
+
+
+def test_grpc_health_checks_stay_at_the_connection(shop: tuple) -> None:
+    """HAProxy 2.6 has no gRPC health check: a grpc destination is checked by a TLS connection, without httpchk."""
+    mesh, groups, hostvars = shop
+    mesh["services"]["api"]["health_check"] = {"type": "grpc"}
+    backend = _section(_config(plan_mesh(mesh, groups, hostvars), "web1"), "backend up.web.api.v1")
+    assert not [line for line in backend if "httpchk" in line or "check-proto" in line]
+    assert " check inter 10s " in backend[-2] and " alpn h2 " in backend[-2]
 
 
 def test_upstream_http_check_speaks_http_1_1(shop: tuple) -> None:

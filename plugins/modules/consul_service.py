@@ -155,10 +155,10 @@ services:
 
 import json
 from typing import Any
+from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 from ansible_collections.vmmesh.mesh.plugins.module_utils.consul_agent import (
     AgentClient,

@@ -8,12 +8,18 @@ The registered address and port are the instance's mesh address and its sidecar'
 ``<service>.service.<dc>.<domain>`` (and ``<subset>.<service>.service...`` through the subset tags) resolve to what
 clients' sidecars dial. Two checks: the application's own health (HTTP, gRPC or TCP against its local port) and the
 sidecar's inbound port (TCP).
+
+With ``mesh.metrics.expose`` (the sidecars' metrics endpoints bound to the mesh address), the metrics endpoints too,
+for Prometheus' ``consul_sd_configs`` (see docs/consul.md for the contract): ``vmmesh-envoy-metrics-<service>.json``
+per Envoy instance and ``vmmesh-haproxy-metrics.json`` per HAProxy host, tagged ``vmmesh-metrics``, with the meta
+``metrics_path``, ``metrics_scheme``, ``vmmesh_service`` and ``vmmesh_sidecar``.
 """
 
 from __future__ import annotations
 
 from ansible_collections.vmmesh.mesh.plugins.module_utils.mesh_model import format_duration
 from ansible_collections.vmmesh.mesh.plugins.module_utils.mesh_planner import (
+    HostPlan,
     InstancePlan,
     MeshPlan,
     ServicePlan,
@@ -21,9 +27,71 @@ from ansible_collections.vmmesh.mesh.plugins.module_utils.mesh_planner import (
 )
 from ansible_collections.vmmesh.mesh.plugins.module_utils.render_yaml import to_json
 
+METRICS_TAG = "vmmesh-metrics"
+ENVOY_METRICS_SERVICE = "vmmesh-envoy-metrics"
+HAPROXY_METRICS_SERVICE = "vmmesh-haproxy-metrics"
+
 
 def definition_path(plan: MeshPlan, service: str) -> str:
     return f"{plan.model.paths.consul}/vmmesh-{service}.json"
+
+
+def metrics_definition(
+    mesh: str, service_id: str, name: str, address: str, port: int, path: str, scheme: str, meta: dict[str, str]
+) -> dict:
+    """A metrics endpoint as Prometheus' Consul discovery selects it (tag ``vmmesh-metrics``), with a TCP check."""
+    return {
+        "service": {
+            "id": service_id,
+            "name": name,
+            "address": address,
+            "port": port,
+            "tags": [METRICS_TAG],
+            "meta": dict(sorted({**meta, "vmmesh_mesh": mesh, "metrics_path": path, "metrics_scheme": scheme}.items())),
+            "checks": [
+                {
+                    "id": f"{service_id}-port",
+                    "name": f"{name} port",
+                    "tcp": host_port(address, port),
+                    "interval": "10s",
+                    "timeout": "2s",
+                }
+            ],
+        }
+    }
+
+
+def metrics_definitions(plan: MeshPlan, host_plan: HostPlan) -> dict[str, dict]:
+    """The host's sidecar metrics endpoints by file name; none unless ``mesh.metrics.expose``."""
+    if not plan.model.metrics.expose:
+        return {}
+    mesh, path = plan.model.name, plan.model.metrics.path
+    definitions = {}
+    for instance in host_plan.instances:
+        if instance.sidecar == "envoy":
+            service_id = f"{ENVOY_METRICS_SERVICE}-{instance.service}"
+            definitions[f"{service_id}.json"] = metrics_definition(
+                mesh,
+                service_id,
+                ENVOY_METRICS_SERVICE,
+                host_plan.address,
+                instance.metrics_port,
+                path,
+                "http",
+                {"vmmesh_service": instance.service, "vmmesh_sidecar": "envoy"},
+            )
+    if host_plan.haproxy is not None:
+        definitions[f"{HAPROXY_METRICS_SERVICE}.json"] = metrics_definition(
+            mesh,
+            HAPROXY_METRICS_SERVICE,
+            HAPROXY_METRICS_SERVICE,
+            host_plan.address,
+            host_plan.haproxy.metrics_port,
+            path,
+            "http",
+            {"vmmesh_service": ",".join(host_plan.haproxy.services), "vmmesh_sidecar": "haproxy"},
+        )
+    return definitions
 
 
 def service_definition(plan: MeshPlan, instance: InstancePlan) -> dict:
@@ -82,8 +150,12 @@ def _sidecar_check(instance: InstancePlan) -> dict:
 
 
 def render_consul_host(plan: MeshPlan, host: str) -> dict[str, str]:
-    """Service definitions of every instance on ``host``, by absolute path."""
-    return {
+    """Service definitions of every instance on ``host`` and of its exposed metrics endpoints, by absolute path."""
+    host_plan = plan.hosts[host]
+    files = {
         definition_path(plan, instance.service): to_json(service_definition(plan, instance))
-        for instance in plan.hosts[host].instances
+        for instance in host_plan.instances
     }
+    for name, definition in metrics_definitions(plan, host_plan).items():
+        files[f"{plan.model.paths.consul}/{name}"] = to_json(definition)
+    return files

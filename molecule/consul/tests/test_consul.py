@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
+from cryptography import x509
 
 SERVERS = ["vmmesh-cs1", "vmmesh-cs2", "vmmesh-cs3"]
 CLIENT = "vmmesh-cc1"
@@ -156,3 +157,184 @@ def test_rolling_restart_kept_a_leader_within_the_election_timeout() -> None:
     print(f"leader reads: {len(reads)}, without a leader: {failed}, longest gap: {longest_gap:.2f} s")
     assert gap_start is None, "the cluster ended without a leader"
     assert longest_gap < ELECTION_TIMEOUT_S
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The mesh's registrations and live discovery
+# --------------------------------------------------------------------------------------------------------------------
+
+PLAN = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "plan.json"
+FAILOVER_BUDGET_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def plan() -> dict:
+    return json.loads(PLAN.read_text())
+
+
+def _json(host, path: str, token: str) -> object:
+    status, body = _api(host, path, token=token)
+    assert status == 200, f"{path}: HTTP {status} {body}"
+    return json.loads(body)
+
+
+def test_every_model_service_is_in_the_catalog_with_passing_checks(plan: dict, bootstrap_secret: str) -> None:
+    client = _host(CLIENT)
+    for name, service in plan["services"].items():
+        entries = _json(client, f"/v1/health/service/{name}", bootstrap_secret)
+        hosts = sorted(entry["Node"]["Node"] for entry in entries)
+        assert hosts == sorted(i["host"] for i in service["instances"]), name
+        for entry in entries:
+            checks = {check["CheckID"]: check["Status"] for check in entry["Checks"]}
+            assert checks == {"serfHealth": "passing", f"{name}-app": "passing", f"{name}-sidecar": "passing"}
+            registered = entry["Service"]
+            assert registered["Port"] == service["inbound_port"]
+            assert registered["Meta"]["vmmesh_mesh"] == "lab"
+            assert registered["Meta"]["vmmesh_sidecar"] == "envoy"
+            assert "vmmesh" in registered["Tags"]
+
+
+def test_metrics_endpoints_are_registered_for_prometheus(plan: dict, bootstrap_secret: str) -> None:
+    client = _host(CLIENT)
+    envoys = _json(client, "/v1/catalog/service/vmmesh-envoy-metrics?tag=vmmesh-metrics", bootstrap_secret)
+    expected = sorted(
+        (f"vmmesh-envoy-metrics-{name}", i["host"], i["metrics_port"], name)
+        for name, service in plan["services"].items()
+        for i in service["instances"]
+    )
+    assert (
+        sorted((e["ServiceID"], e["Node"], e["ServicePort"], e["ServiceMeta"]["vmmesh_service"]) for e in envoys)
+        == expected
+    )
+    for entry in envoys:
+        assert entry["ServiceAddress"] == plan["hosts"][entry["Node"]]["address"]
+        meta = entry["ServiceMeta"]
+        assert (meta["vmmesh_mesh"], meta["vmmesh_sidecar"], meta["metrics_scheme"]) == ("lab", "envoy", "http")
+        assert meta["metrics_path"] == "/metrics"
+        # The registered endpoint answers Prometheus' scrape from another host.
+        scrape = _host(SERVERS[0]).check_output(
+            f"curl -sf -m 5 http://{entry['ServiceAddress']}:{entry['ServicePort']}{meta['metrics_path']}"
+        )
+        assert "envoy_server_live" in scrape
+    exporters = _json(client, "/v1/catalog/service/node-exporter?tag=vmmesh-metrics", bootstrap_secret)
+    assert sorted(e["Node"] for e in exporters) == sorted([*SERVERS, CLIENT])
+    assert all(e["ServicePort"] == 9100 and e["ServiceMeta"]["metrics_scheme"] == "http" for e in exporters)
+
+
+def _uuid(seed: str) -> str:
+    return str(uuid.uuid5(ANSIBLE_NAMESPACE, seed))
+
+
+def test_each_service_has_a_token_that_writes_only_itself(bootstrap_secret: str) -> None:
+    client = _host(CLIENT)
+    token = _json(client, f"/v1/acl/token/{_uuid(bootstrap_secret + ':service-accessor:api')}", bootstrap_secret)
+    assert [p["Name"] for p in token["Policies"]] == ["vmmesh-service-api"]
+    api_token = _uuid(bootstrap_secret + ":service-secret:api")
+    body = '{"Name": "web", "ID": "web-impostor", "Port": 1}'
+    assert _api(client, "/v1/agent/service/register", token=api_token, method="PUT", data=body)[0] == 403
+    web_policy = _json(client, "/v1/acl/policy/name/vmmesh-service-web", bootstrap_secret)
+    assert 'service "web" { policy = "write" }' in web_policy["Rules"]
+    assert 'service "api" { policy = "read" }' in web_policy["Rules"]
+
+
+def test_the_module_four_steps_against_the_agent(bootstrap_secret: str) -> None:
+    """side_effect: check, run, check, run with one definition, then the same mesh without it."""
+    steps = json.loads(_host(CLIENT).file("/root/probe-steps.json").content_string)
+    assert steps == [True, True, False, False, True]
+    assert "probe" not in _json(_host(CLIENT), "/v1/catalog/services", bootstrap_secret)
+
+
+def test_a_service_removed_from_the_model_is_deregistered(bootstrap_secret: str) -> None:
+    client = _host(CLIENT)
+    before = json.loads(client.file("/root/catalog-with-scratch.json").content_string)
+    assert "scratch" in before
+    assert "scratch" not in _json(client, "/v1/catalog/services", bootstrap_secret)
+
+
+def _timed(text: str) -> list[tuple[float, str]]:
+    lines = []
+    for line in text.splitlines():
+        stamp, _sep, rest = line.partition(" ")
+        lines.append((float(stamp), rest.strip()))
+    return lines
+
+
+def _first(lines: list[tuple[float, str]], after: float, predicate) -> float:
+    return next((stamp for stamp, rest in lines if stamp > after and predicate(rest)), float("inf"))
+
+
+def test_failover_follows_consul_health_within_seconds(plan: dict) -> None:
+    """side_effect stopped api's app on vmmesh-cs2 under load from web's sidecar, then started it again."""
+    client, stopped_host = _host(CLIENT), _host("vmmesh-cs2")
+    stopped = float(stopped_host.file("/root/failover-stopped.ts").content_string)
+    started = float(stopped_host.file("/root/failover-started.ts").content_string)
+    address = next(i["address"] for i in plan["services"]["api"]["instances"] if i["host"] == "vmmesh-cs2")
+    envoy = _timed(client.file("/root/failover-envoy.log").content_string)
+    consul = _timed(client.file("/root/failover-consul.log").content_string)
+    load = _timed(client.file("/root/failover-load.log").content_string)
+
+    assert any(stamp < stopped and address in rest for stamp, rest in envoy), "both instances before the stop"
+    critical = _first(consul, stopped, lambda rest: "vmmesh-cs2" not in rest)
+    removed = _first(envoy, stopped, lambda rest: address not in rest.split())
+    back_in_consul = _first(consul, started, lambda rest: "vmmesh-cs2" in rest)
+    back = _first(envoy, started, lambda rest: address in rest.split())
+
+    answers = []
+    for stamp, rest in load:
+        body, _sep, status = rest.rpartition(" ")
+        try:
+            host = json.loads(body)["host"]
+        except ValueError:
+            host = None
+        answers.append((stamp, status, host))
+    failed = [a for a in answers if a[1] != "200"]
+    while_removed = [a for a in answers if removed + 0.5 < a[0] < started]
+    after_back = [a for a in answers if a[0] > back + 0.5]
+    print(
+        f"check critical after {critical - stopped:.2f} s, removed from web's Envoy after {removed - stopped:.2f} s; "
+        f"back in Consul {back_in_consul - started:.2f} s and in Envoy {back - started:.2f} s after the restart; "
+        f"requests failed: {len(failed)}/{len(answers)}"
+    )
+    assert critical - stopped < FAILOVER_BUDGET_S
+    assert removed - stopped < FAILOVER_BUDGET_S
+    assert back - started < FAILOVER_BUDGET_S
+    assert len(answers) > 200, "the load did not run"
+    assert len(failed) <= len(answers) // 100, f"too many failed requests: {failed[:5]}"
+    assert while_removed and all(a[2] == "vmmesh-cs3" for a in while_removed)
+    assert any(a[2] == "vmmesh-cs2" for a in after_back), "traffic did not come back to vmmesh-cs2"
+
+
+def test_anonymous_reads_are_limited_to_the_meshs_services(plan: dict, bootstrap_secret: str) -> None:
+    """Consul 1.16 has no DNS token: the default token reads the mesh's services (and Consul's) only."""
+    client = _host(CLIENT)
+    body = '{"ID": "outsider", "Name": "outsider", "Port": 7, "Address": "127.0.0.1"}'
+    assert _api(client, "/v1/agent/service/register", token=bootstrap_secret, method="PUT", data=body)[0] == 200
+    try:
+        client.run("sleep 2")
+        assert _json(client, "/v1/catalog/service/outsider", bootstrap_secret), "registered"
+        status, anonymous = _api(client, "/v1/catalog/service/outsider")
+        assert status == 200 and json.loads(anonymous) == []
+        assert client.check_output("dig +short @127.0.0.1 -p 8600 outsider.service.dc1.consul") == ""
+        api = client.check_output("dig +short @127.0.0.1 -p 8600 api.service.dc1.consul").split()
+        assert sorted(api) == sorted(i["address"] for i in plan["services"]["api"]["instances"])
+    finally:
+        _api(client, "/v1/agent/service/deregister/outsider", token=bootstrap_secret, method="PUT")
+
+
+@pytest.mark.parametrize("name", [*SERVERS, CLIENT])
+def test_a_renewed_certificate_is_served_after_a_reload_without_restart(name: str) -> None:
+    """side_effect installed a renewed agent certificate and notified `vmmesh consul certificates changed`."""
+    host = _host(name)
+    certs = "/etc/vmmesh/certs/consul"
+    installed = host.check_output(f"openssl x509 -noout -serial -in {certs}/cert.pem")
+    served = host.check_output(
+        f"openssl s_client -connect 127.0.0.1:8501 -CAfile {certs}/ca-bundle.pem -cert {certs}/cert.pem "
+        f"-key {certs}/key.pem </dev/null 2>/dev/null | openssl x509 -noout -serial"
+    )
+    pki = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "pki"
+    renewed = x509.load_pem_x509_certificate((pki / f"{name}-renewed.crt").read_bytes()).serial_number
+    original = x509.load_pem_x509_certificate((pki / f"{name}.crt").read_bytes()).serial_number
+    assert renewed != original
+    assert int(served.partition("=")[2], 16) == int(installed.partition("=")[2], 16) == renewed
+    pid_before = host.file("/root/consul-pid-before-renewal").content_string.strip()
+    assert host.check_output("systemctl show -p MainPID --value consul") == pid_before, "consul was restarted"

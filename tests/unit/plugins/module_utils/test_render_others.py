@@ -176,3 +176,50 @@ def test_render_host_kinds(shop: tuple) -> None:
         "/etc/haproxy/haproxy.cfg",
         "/etc/prometheus/file_sd/vmmesh.json",
     ]
+
+
+def test_metrics_endpoints_are_not_registered_unless_exposed(shop: tuple) -> None:
+    plan = plan_mesh(*shop)
+    assert list(render_consul_host(plan, "web1")) == ["/etc/consul.d/vmmesh-web.json"]
+
+
+def test_metrics_endpoints_registered_for_prometheus(shop: tuple) -> None:
+    mesh, groups, hostvars = shop
+    mesh["metrics"] = {"expose": True, "path": "/metrics"}
+    plan = plan_mesh(mesh, groups, hostvars)
+    files = render_consul_host(plan, "api1")
+    assert sorted(files) == ["/etc/consul.d/vmmesh-api.json", "/etc/consul.d/vmmesh-envoy-metrics-api.json"]
+    envoy = json.loads(files["/etc/consul.d/vmmesh-envoy-metrics-api.json"])["service"]
+    port = plan.services["api"].instances[0].metrics_port
+    assert envoy == {
+        "id": "vmmesh-envoy-metrics-api",
+        "name": "vmmesh-envoy-metrics",
+        "address": "10.0.0.1",
+        "port": port,
+        "tags": ["vmmesh-metrics"],
+        "meta": {
+            "metrics_path": "/metrics",
+            "metrics_scheme": "http",
+            "vmmesh_mesh": "shop",
+            "vmmesh_service": "api",
+            "vmmesh_sidecar": "envoy",
+        },
+        "checks": [
+            {
+                "id": "vmmesh-envoy-metrics-api-port",
+                "name": "vmmesh-envoy-metrics port",
+                "tcp": f"10.0.0.1:{port}",
+                "interval": "10s",
+                "timeout": "2s",
+            }
+        ],
+    }
+    web = render_consul_host(plan, "web1")
+    haproxy = json.loads(web["/etc/consul.d/vmmesh-haproxy-metrics.json"])["service"]
+    assert (haproxy["id"], haproxy["name"], haproxy["port"]) == (
+        "vmmesh-haproxy-metrics",
+        "vmmesh-haproxy-metrics",
+        plan.hosts["web1"].haproxy.metrics_port,
+    )
+    assert haproxy["meta"]["vmmesh_service"] == "web" and haproxy["meta"]["vmmesh_sidecar"] == "haproxy"
+    assert haproxy["tags"] == ["vmmesh-metrics"]

@@ -85,6 +85,8 @@ def test_static_discovery_reads_the_planner_and_inventory_targets(promtool: str,
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = _jobs(config)
     assert sorted(jobs) == ["node", "prometheus", "vmmesh-sidecars"]
+    # every target carries the mesh and its host
+    assert jobs["prometheus"]["static_configs"][0]["labels"] == {"host": "localhost", "mesh": "shop"}
     node = jobs["node"]
     assert node["scheme"] == "https"
     assert node["basic_auth"] == {

@@ -80,7 +80,10 @@ def _wait(predicate, timeout: float, step: float = 0.5):
 
 
 def _values_up() -> dict[tuple[str, str], str]:
-    return {(job, host): "up" if value == 1 else "down" for (job, host), value in _values("up", "job", "host").items()}
+    # Only series scraped in the last three intervals: the package's first start runs its default configuration for
+    # a moment, and the series it made stay visible for Prometheus' five-minute lookback.
+    fresh = f"up and (time() - timestamp(up) < {3 * SCRAPE_INTERVAL})"
+    return {(job, host): "up" if value == 1 else "down" for (job, host), value in _values(fresh, "job", "host").items()}
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -42,6 +42,21 @@ $(COLLECTION_LINK):
 .PHONY: link
 link: $(COLLECTION_LINK)
 
+# promtool (tests of the Prometheus rules and configuration) from Debian's
+# prometheus package, unpacked into the cache: nothing is installed or started.
+PROMTOOL := $(VMMESH_CACHE)/prometheus/usr/bin/promtool
+$(PROMTOOL):
+	rm -rf $(VMMESH_CACHE)/prometheus.download
+	mkdir -p $(VMMESH_CACHE)/prometheus.download
+	cd $(VMMESH_CACHE)/prometheus.download && apt-get download prometheus
+	rm -rf $(VMMESH_CACHE)/prometheus
+	dpkg-deb -x $(VMMESH_CACHE)/prometheus.download/prometheus_*.deb $(VMMESH_CACHE)/prometheus
+	rm -rf $(VMMESH_CACHE)/prometheus.download
+	$@ --version | head -1
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Unpack promtool from Debian's prometheus package into $VMMESH_CACHE
+
 .PHONY: lab-prereqs
 lab-prereqs: venv ## Build the lab's base image and binaries (cached in $VMMESH_CACHE)
 	lab/lab image
@@ -75,7 +90,7 @@ lint: venv link ## yamllint, ansible-lint (production profile), ruff, changelog 
 	antsibull-changelog lint
 
 .PHONY: unit
-unit: venv link ## Unit tests (pytest)
+unit: venv link promtool ## Unit tests (pytest; promtool checks the Prometheus rules)
 	pytest tests/unit
 
 .PHONY: sanity

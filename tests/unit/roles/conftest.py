@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -61,3 +63,16 @@ def port_held():
             yield holder
 
     return hold
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Path of promtool: $VMMESH_PROMTOOL, the one `make promtool` unpacks into $VMMESH_CACHE, or one on PATH."""
+    cache = Path(os.environ.get("VMMESH_CACHE", Path.home() / ".cache" / "vmmesh"))
+    for candidate in (os.environ.get("VMMESH_PROMTOOL", ""), str(cache / "prometheus" / "usr" / "bin" / "promtool")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.fail("promtool is missing: run `make promtool` (it unpacks Debian's prometheus package into the cache)")
+    return found

@@ -64,6 +64,16 @@ def test_good_variables_pass_preflight(run_preflight) -> None:
             id="client-verification-without-ca",
         ),
         pytest.param(
+            {
+                "node_exporter_tls_enabled": True,
+                "node_exporter_tls_cert_file": "/c.pem",
+                "node_exporter_tls_key_file": "/k.pem",
+                "node_exporter_tls_client_ca_file": "/ca.pem",
+            },
+            ["node_exporter_tls_client_ca_file", "with NoClientCert it must be empty"],
+            id="client-ca-without-client-verification",
+        ),
+        pytest.param(
             {"node_exporter_basic_auth_users": {"prometheus": "secret"}},
             ["node_exporter_basic_auth_users", "node_exporter_tls_enabled: true"],
             id="basic-auth-without-tls",

@@ -19,12 +19,13 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 
 def run_playbook(
     playbook: Path | str,
-    inventory: Path | str,
+    inventory: Path | str | None,
     *options: str,
     extra_vars: Mapping[str, object] | None = None,
     timeout: int = 300,
 ) -> subprocess.CompletedProcess:
-    """Run ``playbook`` on ``inventory`` (a file, or ``"localhost,"``) from the checkout, without colour.
+    """Run ``playbook`` on ``inventory`` (a file, ``"localhost,"``, or None for the implicit localhost) from the
+    checkout, without colour.
 
     ``options`` go to ansible-playbook as they are (``"--check"``, ``"-e", "name=value"``); ``extra_vars`` are
     passed as one JSON ``--extra-vars``. The result is never checked here: tests assert on it.
@@ -38,7 +39,7 @@ def run_playbook(
         ANSIBLE_LOCALHOST_WARNING="0",
         ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
     )
-    command = [str(ANSIBLE_PLAYBOOK), "--inventory", str(inventory), *options]
+    command = [str(ANSIBLE_PLAYBOOK), *(["--inventory", str(inventory)] if inventory is not None else []), *options]
     if extra_vars:
         command += ["--extra-vars", json.dumps(dict(extra_vars))]
     command.append(str(playbook))

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import subprocess
 import sys
 import threading
 import urllib.parse
@@ -17,9 +15,9 @@ from typing import ClassVar
 
 import pytest
 import yaml
+from ansible_collections.vmmesh.mesh.tests.unit.ansible_playbook import run_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 ANSWERS = {
     "sum by": [
         {"metric": {"source": "front", "destination": "api"}, "value": [0, "5.5"]},
@@ -104,23 +102,8 @@ def test_report_writes_markdown_svg_and_json(prometheus: str, tmp_path: Path) ->
     }
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
     out = tmp_path / "report"
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-    )
     extra = {"report_dir": str(out), "report_prometheus_url": prometheus, "ansible_python_interpreter": sys.executable}
-    result = subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", str(tmp_path / "inventory.yml"), "-e", json.dumps(extra), "playbooks/report.yml"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_playbook(ROOT / "playbooks" / "report.yml", tmp_path / "inventory.yml", extra_vars=extra)
     assert result.returncode == 0, result.stdout + result.stderr
     assert all('mesh="shop"' in query for query in _Prometheus.queries)
     report = json.loads((out / "report.json").read_text())

@@ -6,8 +6,6 @@ The Consul side (services tagged ``vmmesh-metrics`` with meta ``vmmesh_mesh``, `
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
 import sys
@@ -15,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.vmmesh.mesh.tests.unit.ansible_playbook import run_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOK = Path(__file__).parent / "fixtures" / "prometheus_config.yml"
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 MESH = {
     "name": "shop",
     "metrics": {"expose": True},
@@ -43,23 +41,7 @@ def _render(tmp_path: Path, **variables: object) -> dict:
         "prometheus_consul_token": "consul-token",
         **variables,
     }
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-    )
-    result = subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "--extra-vars", json.dumps(extra), str(PLAYBOOK)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_playbook(PLAYBOOK, None, extra_vars=extra, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("node_exporter_password", "consul_token"):
         (config_dir / "secrets" / name).write_text("x")

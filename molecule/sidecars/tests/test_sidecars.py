@@ -212,9 +212,16 @@ def test_denied_grpc_caller_gets_permission_denied(port: int, sidecar: str) -> N
     assert _grpc(CLIENT, port, "/vmmesh.Echo/Call")["code"] == "PERMISSION_DENIED", f"rogue -> {sidecar} destination"
 
 
-@pytest.mark.parametrize("upstream", ["greeter", "ledger", "static"])
-def test_envoy_speaks_http2_to_the_destination_sidecar(upstream: str) -> None:
-    """front's clusters towards an Envoy (greeter, static) and an HAProxy (ledger) destination: HTTP/2 only."""
+@pytest.mark.parametrize(("upstream", "port"), [("greeter", 9104), ("ledger", 9105), ("static", 9106)])
+def test_envoy_speaks_http2_to_the_destination_sidecar(upstream: str, port: int) -> None:
+    """front's clusters towards an Envoy (greeter, static) and an HAProxy (ledger) destination: HTTP/2 only.
+
+    A call first, from an HTTP/1.1 client for static: the sidecar may have been restarted since the last one.
+    """
+    if upstream == "static":
+        assert _get(CLIENT, port, "/", "--http1.1")[0] == 200
+    else:
+        assert _grpc(CLIENT, port, "/vmmesh.Echo/Call")["code"] == "OK"
     stats = _stats(CLIENT, "front", f"^cluster\\.upstream\\.{upstream}\\.upstream_cx_http[12]_total$")
     assert stats[f"cluster.upstream.{upstream}.upstream_cx_http2_total"] > 0, stats
     assert stats[f"cluster.upstream.{upstream}.upstream_cx_http1_total"] == 0, stats
@@ -362,7 +369,9 @@ def test_envoy_outlier_detection_ejects_an_instance_answering_5xx() -> None:
     assert answers == [("vmmesh-sc3", "200")] * 12, answers
     assert _stat(CLIENT, "probe", prefix + "outlier_detection.ejections_enforced_consecutive_5xx") > ejected
     retries = _stat(CLIENT, "probe", prefix + "upstream_rq_retry") - retried
-    assert 3 <= retries <= 7, f"{retries} retries for 12 requests"
+    # At least one request met the failing instance; once it is ejected, the rest go straight to the other one (a
+    # consecutive-5xx count left by an earlier test may eject it after fewer than 3 failures).
+    assert 1 <= retries <= 7, f"{retries} retries for 12 requests"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

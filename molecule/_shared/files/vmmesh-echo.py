@@ -15,19 +15,72 @@ Failures on demand, for the traffic policies of the sidecars:
 * ``X-Echo-Fail-Host: <hostname>``: the instance on that host answers 503.
 * ``X-Echo-Fail-First: <n>`` with ``X-Echo-Key: <key>``: the first n requests with that key answer 503 (counted per
   instance), the next ones are served.
+
+Calls down the chain, as a real application behind a sidecar would make them: ``/chain`` calls, in order, every URL
+in the environment variable ``ECHO_CALL`` (comma separated; the unit reads ``/etc/vmmesh-echo/<instance>.env``):
+
+* ``http://127.0.0.1:<port>/...``: a GET through the local sidecar's upstream listener, forwarding the trace headers
+  it received (W3C ``traceparent``/``tracestate``, B3, ``x-request-id``), as applications in a mesh are asked to;
+* ``redis://127.0.0.1:<port>``: a Redis ``PING`` over TCP, which must answer ``+PONG``.
+
+It answers 200 with every callee's answer nested in ``calls`` when all of them succeeded, 502 otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
+from urllib.request import Request, urlopen
 
-TRACE_HEADERS = ("x-request-id", "traceparent", "tracestate", "x-b3-traceid", "x-b3-spanid")
+TRACE_HEADERS = (
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+)
+CALL_TIMEOUT = 5.0
+
+
+def call_http(url: str, headers: dict[str, str]) -> dict:
+    """GET url with the trace headers passed on; the callee's status and answer."""
+    request = Request(url, headers=headers)
+    try:
+        with urlopen(request, timeout=CALL_TIMEOUT) as response:
+            status, body = response.status, response.read()
+    except HTTPError as error:
+        status, body = error.code, error.read()
+    except (URLError, OSError) as error:
+        return {"url": url, "ok": False, "error": str(error)}
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = body.decode(errors="replace")
+    return {"url": url, "ok": 200 <= status < 300, "status": status, "answer": answer}
+
+
+def call_redis(url: str) -> dict:
+    """A Redis PING over TCP: the answer must be +PONG."""
+    target = urlsplit(url)
+    try:
+        with socket.create_connection((target.hostname, target.port or 6379), timeout=CALL_TIMEOUT) as conn:
+            conn.sendall(b"PING\r\n")
+            reply = conn.recv(64).decode(errors="replace").strip()
+    except OSError as error:
+        return {"url": url, "ok": False, "error": str(error)}
+    return {"url": url, "ok": reply == "+PONG", "reply": reply}
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -56,6 +109,16 @@ class Echo(BaseHTTPRequestHandler):
             status = int(parts[1])
         if len(parts) == 2 and parts[0] == "delay" and parts[1].isdigit():
             time.sleep(int(parts[1]) / 1000)
+        calls = []
+        if parts[0] == "chain":
+            forwarded = {name: self.headers[name] for name in TRACE_HEADERS if self.headers.get(name)}
+            for url in filter(None, os.environ.get("ECHO_CALL", "").split(",")):
+                if url.startswith("redis://"):
+                    calls.append(call_redis(url))
+                else:
+                    calls.append(call_http(url, forwarded))
+            if not all(call["ok"] for call in calls):
+                status = 502
         if self._fails():
             status = 503
         length = int(self.headers.get("Content-Length") or 0)
@@ -67,6 +130,7 @@ class Echo(BaseHTTPRequestHandler):
                 "service": self.service,
                 "method": self.command,
                 "path": self.path,
+                "calls": calls,
                 "headers": {k.lower(): v for k, v in self.headers.items()},
             },
             sort_keys=True,

@@ -86,6 +86,7 @@ removed:
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.vmmesh.mesh.plugins.module_utils.config_files import ConfigFilesError, parse_mode
 from ansible_collections.vmmesh.mesh.plugins.module_utils.rendered_tree import (
     RenderedTreeError,
     check_names,
@@ -94,15 +95,6 @@ from ansible_collections.vmmesh.mesh.plugins.module_utils.rendered_tree import (
     read_tree,
     replace_tree,
 )
-
-
-def _mode(module: AnsibleModule, name: str) -> int:
-    value = module.params[name]
-    try:
-        return int(value, 8) if isinstance(value, str) else int(value)
-    except ValueError:
-        module.fail_json(msg=f"{name} is {value!r}: give an octal mode as a quoted string, such as '0644'")
-        raise  # unreachable: fail_json exits
 
 
 def main() -> None:
@@ -117,15 +109,15 @@ def main() -> None:
     )
     path = module.params["path"].rstrip("/") or "/"
     files = {str(name): str(content) for name, content in module.params["files"].items()}
-    mode = _mode(module, "mode")
-    directory_mode = _mode(module, "directory_mode")
     try:
+        mode = parse_mode(module.params["mode"], "mode")
+        directory_mode = parse_mode(module.params["directory_mode"], "directory_mode")
         check_names(files)
         changes = compare_tree(read_tree(path), files)
         changed_files = sorted(set(changes.changed) | set(mode_changes(path, files, mode)) - set(changes.added))
         if (changes.added or changed_files or changes.removed) and not module.check_mode:
             replace_tree(path, files, mode, directory_mode)
-    except (RenderedTreeError, OSError) as error:
+    except (ConfigFilesError, RenderedTreeError, OSError) as error:
         module.fail_json(msg=str(error))
     changed = bool(changes.added or changed_files or changes.removed)
     result: dict[str, Any] = {

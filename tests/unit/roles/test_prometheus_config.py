@@ -116,7 +116,10 @@ def test_consul_discovery_keeps_the_registration_contract(promtool: str, tmp_pat
     servers = jobs["consul-servers"]
     assert servers["scheme"] == "https"
     assert servers["tls_config"]["server_name"] == "server.dc1.consul"
-    assert servers["consul_sd_configs"][0]["services"] == ["consul"]
+    (servers_sd,) = servers["consul_sd_configs"]
+    # Consul registers itself without the vmmesh-metrics tag.
+    assert servers_sd["services"] == ["consul"] and "tags" not in servers_sd
+    assert servers_sd["authorization"] == {"type": "Bearer", "credentials_file": token_file}
 
 
 def test_consul_servers_name_can_be_left_to_the_address(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def test_the_consul_build_module_requires_the_pinned_release() -> None:
 def test_the_prometheus_build_module_requires_the_pinned_release() -> None:
     lab = VERSIONS["prometheus"]["lab"]
     gomod = (ROOT / "lab" / "prometheus" / "go.mod").read_text()
-    assert re.search(rf"^\s*{re.escape(lab['go_module'])} {re.escape(lab['go_version'])}\b", gomod, re.M)
+    assert re.search(rf"^(require)?\s*{re.escape(lab['go_module'])} {re.escape(lab['go_version'])}\b", gomod, re.M)
     # Prometheus 3.x.y is published as the module version v0.3xx.y.
     major, minor, patch = VERSIONS["prometheus"]["version"].split(".")
     assert lab["go_version"] == f"v0.{int(major) * 100 + int(minor)}.{patch}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -338,3 +340,159 @@ def test_a_renewed_certificate_is_served_after_a_reload_without_restart(name: st
     assert int(served.partition("=")[2], 16) == int(installed.partition("=")[2], 16) == renewed
     pid_before = host.file("/root/consul-pid-before-renewal").content_string.strip()
     assert host.check_output("systemctl show -p MainPID --value consul") == pid_before, "consul was restarted"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Prometheus (the lab's build, with Consul discovery) on vmmesh-cs1 finds every registered target through Consul
+# --------------------------------------------------------------------------------------------------------------------
+
+PROMETHEUS = "vmmesh-cs1"
+SCRAPE_INTERVAL_S = 5.0
+
+
+def _prometheus(path: str) -> dict:
+    body = _host(PROMETHEUS).check_output(f"curl -sf -m 5 'http://127.0.0.1:9090{path}'")
+    answer = json.loads(body)
+    assert answer["status"] == "success", body
+    return answer["data"]
+
+
+def _targets() -> dict[tuple[str, str], dict]:
+    return {
+        (t["labels"]["job"], t["labels"]["instance"]): t
+        for t in _prometheus("/api/v1/targets?state=active")["activeTargets"]
+    }
+
+
+def _scraped_since(target: dict, since: float) -> bool:
+    last = target["lastScrape"]
+    if last.startswith("0001-"):
+        return False
+    # RFC 3339 with nanoseconds: keep microseconds for fromisoformat.
+    stamp = re.sub(r"(\.\d{6})\d*", r"\1", last).replace("Z", "+00:00")
+    return datetime.datetime.fromisoformat(stamp).timestamp() > since
+
+
+def _now(host) -> float:
+    return float(host.check_output("date +%s.%N"))
+
+
+@pytest.fixture(scope="module")
+def expected_targets(bootstrap_secret: str) -> dict[tuple[str, str], str]:
+    """(job, instance) -> node, for everything registered in Consul for Prometheus, plus its own two."""
+    client = _host(CLIENT)
+    expected = {("prometheus", "127.0.0.1:9090"): PROMETHEUS, ("consul-agent", "127.0.0.1:8500"): PROMETHEUS}
+    for job, service in (("node", "node-exporter"), ("vmmesh-sidecars", "vmmesh-envoy-metrics")):
+        for entry in _json(client, f"/v1/catalog/service/{service}?tag=vmmesh-metrics", bootstrap_secret):
+            address = entry["ServiceAddress"] or entry["Address"]
+            expected[(job, f"{address}:{entry['ServicePort']}")] = entry["Node"]
+    for entry in _json(client, "/v1/catalog/service/consul", bootstrap_secret):
+        expected[("consul-servers", f"{entry['Address']}:8501")] = entry["Node"]
+    return expected
+
+
+def test_prometheus_finds_every_registered_target_through_consul(expected_targets: dict) -> None:
+    targets = _targets()
+    assert sorted(targets) == sorted(expected_targets)
+    # 4 node_exporters, 3 Envoy sidecars, 3 Consul servers, the local agent and Prometheus itself.
+    assert len(targets) == 12
+    for key, target in targets.items():
+        assert target["health"] == "up", f"{key}: {target['lastError']}"
+        assert target["labels"]["host"] == expected_targets[key], key
+        assert target["labels"]["mesh"] == "lab", key
+        # Found through Consul, not from a file or a static list.
+        service = {"node": "node-exporter", "vmmesh-sidecars": "vmmesh-envoy-metrics", "consul-servers": "consul"}
+        if key[0] in service:
+            assert target["discoveredLabels"]["__meta_consul_service"] == service[key[0]], key
+    sidecars = sorted(
+        (t["labels"]["service"], t["labels"]["sidecar"], t["labels"]["host"])
+        for (job, _instance), t in targets.items()
+        if job == "vmmesh-sidecars"
+    )
+    assert sidecars == [("api", "envoy", "vmmesh-cs2"), ("api", "envoy", "vmmesh-cs3"), ("web", "envoy", "vmmesh-cc1")]
+    up = _prometheus("/api/v1/query?query=up")["result"]
+    assert sorted((r["metric"]["job"], r["metric"]["instance"]) for r in up) == sorted(expected_targets)
+    assert all(r["value"][1] == "1" for r in up)
+    # Consul's telemetry arrives: the leader as seen by every server.
+    leaders = _prometheus("/api/v1/query?query=consul_server_isLeader")["result"]
+    assert sorted(r["value"][1] for r in leaders if r["metric"]["job"] == "consul-servers") == ["0", "0", "1"]
+
+
+def test_prometheus_runs_the_lab_build_under_its_own_unit() -> None:
+    host = _host(PROMETHEUS)
+    version = host.check_output("/usr/local/bin/prometheus --version 2>&1 | head -1")
+    assert "version 3.16.0" in version
+    assert host.file("/etc/systemd/system/prometheus.service").contains("User=prometheus")
+    token = host.file("/etc/prometheus/secrets/consul_token")
+    assert (token.user, token.group, token.mode) == ("root", "prometheus", 0o640)
+    config = host.file("/etc/prometheus/prometheus.yml")
+    assert (config.user, config.group, config.mode) == ("root", "prometheus", 0o640)
+    assert token.content_string not in config.content_string
+    processes = [p for p in host.process.filter(user="prometheus") if "/usr/local/bin/prometheus" in p.args]
+    assert len(processes) == 1
+
+
+def test_a_restarted_prometheus_scrapes_every_target_within_two_intervals(expected_targets: dict) -> None:
+    host = _host(PROMETHEUS)
+    host.check_output("systemctl restart prometheus")
+    while host.run("curl -sf -m 1 http://127.0.0.1:9090/-/ready").rc != 0:
+        host.run("sleep 0.2")
+    ready = _now(host)
+    deadline = ready + 4 * SCRAPE_INTERVAL_S
+    while True:
+        targets = _targets()
+        now = _now(host)
+        all_up = sorted(targets) == sorted(expected_targets) and all(
+            t["health"] == "up" and _scraped_since(t, ready) for t in targets.values()
+        )
+        if all_up or now > deadline:
+            break
+        host.run("sleep 0.2")
+    print(f"every target discovered through Consul and up {now - ready:.1f} s after Prometheus was ready")
+    assert all_up, {key: (t["health"], t["lastError"]) for key, t in targets.items()}
+    assert now - ready <= 2 * SCRAPE_INTERVAL_S
+
+
+def _wait_for(predicate, host, timeout: float) -> tuple[float, dict]:
+    started = _now(host)
+    while True:
+        targets = _targets()
+        now = _now(host)
+        if predicate(targets, started) or now - started > timeout:
+            return now - started, targets
+        host.run("sleep 0.2")
+
+
+def test_a_stopped_exporter_turns_only_its_target_down_and_back_up(expected_targets: dict) -> None:
+    prometheus, client = _host(PROMETHEUS), _host(CLIENT)
+    stopped_key = next(key for key, node in expected_targets.items() if key[0] == "node" and node == CLIENT)
+    client.check_output("systemctl stop node_exporter")
+    try:
+        since = _now(prometheus)
+        took_down, targets = _wait_for(
+            lambda t, start: t[stopped_key]["health"] == "down" and _scraped_since(t[stopped_key], start),
+            prometheus,
+            4 * SCRAPE_INTERVAL_S,
+        )
+        assert targets[stopped_key]["health"] == "down", targets[stopped_key]
+        # Every other target was scraped since the stop and is still up.
+        _took, targets = _wait_for(
+            lambda t, _start: all(_scraped_since(v, since) for k, v in t.items() if k != stopped_key),
+            prometheus,
+            2 * SCRAPE_INTERVAL_S,
+        )
+        others = {key: t["health"] for key, t in targets.items() if key != stopped_key}
+        assert set(others.values()) == {"up"}, others
+        down = _prometheus("/api/v1/query?query=up%3D%3D0")["result"]
+        assert [(r["metric"]["job"], r["metric"]["instance"]) for r in down] == [stopped_key]
+    finally:
+        client.check_output("systemctl start node_exporter")
+    took_up, targets = _wait_for(
+        lambda t, start: t[stopped_key]["health"] == "up" and _scraped_since(t[stopped_key], start),
+        prometheus,
+        4 * SCRAPE_INTERVAL_S,
+    )
+    print(f"{stopped_key[1]} down {took_down:.1f} s after node_exporter stopped, up {took_up:.1f} s after it started")
+    assert targets[stopped_key]["health"] == "up"
+    assert took_down <= 2 * SCRAPE_INTERVAL_S
+    assert took_up <= 2 * SCRAPE_INTERVAL_S

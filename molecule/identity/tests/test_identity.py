@@ -253,6 +253,28 @@ def test_expiry_metric_for_node_exporter(files: dict, host: str) -> None:
         assert identity == expected
 
 
+@pytest.mark.parametrize("host", ["vmmesh-id-web1", "vmmesh-id-api1"])
+def test_node_exporter_serves_the_days_left_of_every_certificate(files: dict, host: str) -> None:
+    """What Prometheus scrapes: node_exporter's textfile collector serves the file, and the days left are plausible."""
+    lab_host = _host(host)
+    metrics = lab_host.check_output("curl -sf -m 5 http://127.0.0.1:9100/metrics")
+    now = float(lab_host.check_output("date +%s"))
+    assert re.search(r"^node_textfile_scrape_error 0$", metrics, re.MULTILINE)
+    # node_exporter sorts the labels.
+    pattern = (
+        r'^vmmesh_certificate_expiry_timestamp_seconds\{identity="[^"]+",serial="([0-9a-f]+)",service="([^"]+)"\}'
+        r" (\S+)$"
+    )
+    samples = {service: (serial, float(value)) for serial, service, value in re.findall(pattern, metrics, re.MULTILINE)}
+    assert sorted(samples) == sorted(LAYOUT[host])
+    for service, (serial, value) in samples.items():
+        certificate = _certificate(files, host, service)
+        assert serial == format(certificate.serial_number, "x")
+        # vmmesh:certificate_days_left, as the recording rule computes it: 30-day certificates issued minutes ago.
+        days_left = (value - now) / 86400
+        assert 29.9 <= days_left <= 30.0, f"{service}: {days_left:.3f} days left"
+
+
 def test_no_metric_without_a_textfile_directory(files: dict) -> None:
     assert not any(path.startswith(TEXTFILE) for path in files["vmmesh-id-api2"])
 

@@ -76,3 +76,17 @@ def promtool() -> str:
     if found is None:
         pytest.fail("promtool is missing: run `make promtool` (it unpacks Debian's prometheus package into the cache)")
     return found
+
+
+@pytest.fixture(scope="session")
+def lab_promtool() -> str:
+    """promtool of the lab's Prometheus build (Consul discovery in), as `lab/lab binaries` caches it."""
+    import yaml
+
+    versions = Path(__file__).resolve().parents[3] / "roles" / "_common" / "vars" / "versions.yml"
+    version = yaml.safe_load(versions.read_text())["_vmmesh_versions"]["prometheus"]["version"]
+    cache = Path(os.environ.get("VMMESH_CACHE", Path.home() / ".cache" / "vmmesh"))
+    path = cache / "bin" / f"promtool-{version}"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing: `lab/lab binaries` builds it")
+    return str(path)

@@ -112,6 +112,62 @@ def test_consul_discovery_keeps_the_registration_contract(promtool: str, tmp_pat
     assert agent["params"] == {"format": ["prometheus"]}
     assert agent["authorization"] == {"type": "Bearer", "credentials_file": token_file}
     assert "consul-token" not in (tmp_path / "prometheus.yml").read_text()
+    # The servers are scraped at their addresses; their certificates name server.<datacenter>.consul.
+    servers = jobs["consul-servers"]
+    assert servers["scheme"] == "https"
+    assert servers["tls_config"]["server_name"] == "server.dc1.consul"
+    (servers_sd,) = servers["consul_sd_configs"]
+    # Consul registers itself without the vmmesh-metrics tag.
+    assert servers_sd["services"] == ["consul"] and "tags" not in servers_sd
+    assert servers_sd["authorization"] == {"type": "Bearer", "credentials_file": token_file}
+
+
+def test_consul_servers_name_can_be_left_to_the_address(tmp_path: Path) -> None:
+    config = _render(
+        tmp_path,
+        prometheus_discovery="consul",
+        prometheus_install_method="release",
+        prometheus_consul_tls_server_name="",
+        mesh={**MESH, "datacenter": "eu1"},
+    )
+    assert "server_name" not in _jobs(config)["consul-servers"]["tls_config"]
+    config = _render(tmp_path / "eu1", prometheus_discovery="consul", mesh={**MESH, "datacenter": "eu1"})
+    assert _jobs(config)["consul-servers"]["tls_config"]["server_name"] == "server.eu1.consul"
+
+
+def test_the_lab_build_validates_consul_discovery(lab_promtool: str, tmp_path: Path) -> None:
+    """The lab's Prometheus build keeps Consul discovery: its promtool accepts what Debian's rejects."""
+    tls = {f"prometheus_consul_tls_{name}_file": str(tmp_path / f"{name}.pem") for name in ("ca", "cert", "key")}
+    for path in tls.values():
+        Path(path).write_text("")
+    _render(tmp_path, prometheus_discovery="consul", prometheus_install_method="local", **tls)
+    result = _check(lab_promtool, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+    # ... and leaves the other service discovery plugins out.
+    (tmp_path / "prometheus.yml").write_text(
+        "scrape_configs:\n  - job_name: dns\n    dns_sd_configs: [{names: [example.test]}]\n"
+    )
+    result = _check(lab_promtool, tmp_path)
+    assert result.returncode == 1
+    assert "field dns_sd_configs not found" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("method", "binary", "consoles"),
+    [("package", "/usr/bin/prometheus", True), ("local", "/usr/local/bin/prometheus", False)],
+)
+def test_the_unit_flags_follow_the_install_method(tmp_path: Path, method: str, binary: str, consoles: bool) -> None:
+    _render(tmp_path, prometheus_install_method=method, prometheus_extra_args=["--web.enable-lifecycle"])
+    unit = (tmp_path / "vmmesh.conf").read_text()
+    exec_start = unit.split("ExecStart=\n", 1)[1].split("\nLimitNOFILE", 1)[0]
+    flags = [part.strip(" \\") for part in exec_start.removeprefix("ExecStart=").splitlines()]
+    assert flags[0] == binary
+    assert f"--config.file={tmp_path / 'etc'}/prometheus.yml" in flags
+    assert flags[-1] == "--web.enable-lifecycle"
+    # Debian's console templates exist only with its package.
+    assert any(flag.startswith("--web.console.templates=/usr/share/prometheus") for flag in flags) is consoles
+    assert all(line.endswith(" \\") for line in exec_start.splitlines()[:-1])
 
 
 def test_debian_prometheus_has_no_consul_discovery(promtool: str, tmp_path: Path) -> None:

@@ -54,6 +54,12 @@ def _service(service: ServicePlan) -> dict:
             {"service": upstream.service, "local_port": upstream.local_port, "allowed": upstream.allowed}
             for upstream in service.upstreams
         ],
+        "tracing": None
+        if service.tracing is None
+        else {
+            "sampling": service.tracing.sampling,
+            "backend": f"{service.tracing.backend_address}:{service.tracing.backend_port}",
+        },
         "authorization": {
             "default": service.authorization.default_action,
             "rules": [
@@ -99,6 +105,17 @@ def plan_document(plan: MeshPlan) -> dict:
             "default_policy": model.default_policy,
             "default_sidecar": model.default_sidecar,
             "consul_domain": model.consul.domain,
+            "tracing": {
+                "enabled": model.tracing.enabled,
+                "sampling": model.tracing.sampling,
+                "backend": None
+                if model.tracing.backend is None
+                else {
+                    "host": model.tracing.backend.host,
+                    "address": model.tracing.backend.address,
+                    "port": model.tracing.backend.port,
+                },
+            },
         },
         "services": {name: _service(plan.services[name]) for name in sorted(plan.services)},
         "hosts": {name: _host(plan, plan.hosts[name]) for name in sorted(plan.hosts)},

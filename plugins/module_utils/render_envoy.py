@@ -245,22 +245,27 @@ def _http_connection_manager(
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": config}
 
 
-def _tracing(tracing: TracingPlan | None) -> dict:
+def _tracing(tracing: TracingPlan | None, upstream: str | None = None) -> dict:
     """The HTTP connection manager's tracing: Zipkin spans to the backend, W3C and B3 context read and written.
 
-    ``shared_span_context: false`` gives the client span (outbound listener) and the server span (inbound listener
-    of the next hop) their own ids, so each hop is a child of the one before it. The tracer extracts B3 headers or,
-    when there are none, W3C ``traceparent``, and injects both.
+    Spans carry the service name and identity as tags, and on an outbound listener the service called
+    (``mesh.upstream``), which the report's trace search links use. ``shared_span_context: false`` gives the client
+    span (outbound listener) and the server span (inbound listener of the next hop) their own ids, so each hop is a
+    child of the one before it. The tracer extracts B3 headers or, when there are none, W3C ``traceparent``, and
+    injects both.
     """
     if tracing is None:
         return {}
+    tags = [
+        {"tag": "mesh.service", "literal": {"value": tracing.service_name}},
+        {"tag": "mesh.identity", "literal": {"value": tracing.identity}},
+    ]
+    if upstream is not None:
+        tags.append({"tag": "mesh.upstream", "literal": {"value": upstream}})
     return {
         "tracing": {
             "random_sampling": {"value": tracing.sampling},
-            "custom_tags": [
-                {"tag": "mesh.service", "literal": {"value": tracing.service_name}},
-                {"tag": "mesh.identity", "literal": {"value": tracing.identity}},
-            ],
+            "custom_tags": tags,
             "provider": {
                 "name": "envoy.tracers.zipkin",
                 "typed_config": {
@@ -406,7 +411,7 @@ def _outbound_listener(plan: MeshPlan, service: ServicePlan, upstream: UpstreamP
                 upstream.service,
                 [{"match": {"prefix": "/"}, "route": route}],
                 [_ROUTER],
-                _tracing(service.tracing),
+                _tracing(service.tracing, upstream.service),
             )
         ]
     return {

@@ -201,7 +201,7 @@ def _inbound(host_plan: HostPlan, service: ServicePlan) -> str:
 def _request_id_lines(service: ServicePlan) -> list[str]:
     """With tracing on: an ``x-request-id`` on every request that has none; trace headers pass unchanged.
 
-    HAProxy 2.6 as Debian ships it emits no spans (its OpenTracing filter is not built in); it leaves
+    HAProxy emits no spans (Debian's 2.6 has the OpenTracing filter but no tracer plugin for Zipkin); it leaves
     ``traceparent``, ``tracestate`` and the B3 headers as they are, so the Envoy hops on either side stay in one trace
     when the application forwards them.
     """

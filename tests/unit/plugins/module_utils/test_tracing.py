@@ -199,10 +199,12 @@ def test_envoy_traces_inbound_and_outbound_http(shop: tuple) -> None:
     for name in ("inbound", "upstream.api"):
         tracing = managers[name]["tracing"]
         assert tracing["random_sampling"] == {"value": 10.0}
-        assert tracing["custom_tags"] == [
+        assert tracing["custom_tags"][:2] == [
             {"tag": "mesh.service", "literal": {"value": "web"}},
             {"tag": "mesh.identity", "literal": {"value": "spiffe://shop.mesh/ns/default/dc/dc1/svc/web"}},
         ]
+        upstream = [{"tag": "mesh.upstream", "literal": {"value": "api"}}] if name == "upstream.api" else []
+        assert tracing["custom_tags"][2:] == upstream
         zipkin = tracing["provider"]["typed_config"]
         assert tracing["provider"]["name"] == "envoy.tracers.zipkin"
         assert zipkin["collector_cluster"] == TRACING_CLUSTER

@@ -88,7 +88,12 @@ def test_report_writes_markdown_svg_and_json(prometheus: str, tmp_path: Path) ->
                             ],
                         },
                         "api": {"port": 18081, "hosts": ["localhost"]},
-                        "legacy": {"port": 18082, "hosts": ["localhost"], "sidecar": "haproxy"},
+                        "legacy": {
+                            "port": 18082,
+                            "hosts": ["localhost"],
+                            "sidecar": "haproxy",
+                            "upstreams": [{"service": "api", "local_port": 19104}],
+                        },
                         "idle": {
                             "port": 18083,
                             "hosts": ["localhost"],
@@ -123,6 +128,7 @@ def test_report_writes_markdown_svg_and_json(prometheus: str, tmp_path: Path) ->
     assert (edges[("front", "legacy")]["health"], edges[("front", "legacy")]["p99_seconds"]) == ("degraded", None)
     assert (edges[("idle", "api")]["health"], edges[("idle", "api")]["error_ratio"]) == ("idle", None)
     assert edges[("idle", "api")]["traces_url"] is None  # idle does not trace
+    assert edges[("legacy", "api")]["traces_url"] is None  # HAProxy makes no spans
     assert [t["up"] for t in report["targets"]] == [True, False]
     assert report["certificates"] == [{"host": "web1", "service": "front", "identity": "", "days_left": 12.5}]
     markdown = (out / "report.md").read_text()

@@ -317,10 +317,17 @@ def test_turning_tracing_off_under_load_removes_it_from_every_sidecar_and_drops_
         for instance in details["instances"]:
             if instance["sidecar"] != "envoy":
                 continue
-            dump = _host(instance["host"]).check_output(
-                f"curl -sf -m 5 http://127.0.0.1:{instance['admin_port']}/config_dump"
+            admin = f"http://127.0.0.1:{instance['admin_port']}/config_dump?resource="
+            live = (
+                _host(instance["host"])
+                .check_output(
+                    f"curl -sf -m 5 '{admin}dynamic_listeners'; curl -sf -m 5 '{admin}dynamic_active_clusters'"
+                )
+                .lower()
             )
-            assert "envoy.tracers.zipkin" not in dump and "tracing_backend" not in dump, service
+            assert '"name": "inbound"' in live and "local_app" in live, service
+            for word in ("zipkin", "random_sampling", "tracing_backend", "mesh.identity"):
+                assert word not in live, f"{service}: {word} in the running configuration"
     sent = _send(WEB_CHAIN, 20)
     assert sent["statuses"] == [200] * 20
     time.sleep(7)  # longer than Envoy's span flush interval

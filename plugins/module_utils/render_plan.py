@@ -6,10 +6,12 @@
 
 Shape (``format_version`` 1), every list sorted::
 
-    mesh:      {name, trust_domain, datacenter, discovery, default_policy, default_sidecar, consul_domain}
+    mesh:      {name, trust_domain, datacenter, discovery, default_policy, default_sidecar, consul_domain,
+                tracing: {enabled, sampling, backend: {host, address, port} | null}}
     services:  name -> {identity, dns_name, protocol, sidecar, inbound_port, port,
                         instances: [{host, address, port, sidecar, inbound_port, admin_port, metrics_port, subsets}],
                         upstreams: [{service, local_port, allowed}],
+                        tracing: {sampling, backend: "address:port"} | null,
                         authorization: {default, rules: [{source, identity, action, paths, methods}]}}
     hosts:     name -> {address, services, listeners: [{kind, address, port, service, upstream}]}
     edges:     [{source, destination, local_port}]   (declared upstreams the intentions allow)

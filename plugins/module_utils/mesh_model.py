@@ -103,6 +103,33 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class TracingBackend:
+    """Where the sidecars send their spans: a Zipkin-compatible collector (``POST <path>``, JSON v2)."""
+
+    address: str
+    port: int = 9411
+    host: str | None = None
+    path: str = "/api/v2/spans"
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """``mesh.tracing``: the mesh-wide default; ``sampling`` is a percentage of the requests that start a trace."""
+
+    enabled: bool = False
+    sampling: float = 100.0
+    backend: TracingBackend | None = None
+
+
+@dataclass(frozen=True)
+class ServiceTracing:
+    """``mesh.services.<name>.tracing``: what the service overrides (``None``: the mesh-wide value)."""
+
+    enabled: bool | None = None
+    sampling: float | None = None
+
+
+@dataclass(frozen=True)
 class ConsulSettings:
     domain: str = "consul"
     dns_address: str = "127.0.0.1"
@@ -204,6 +231,7 @@ class Service:
     tags: tuple[str, ...]
     meta: tuple[tuple[str, str], ...]
     path: str
+    tracing: ServiceTracing = ServiceTracing()
 
 
 @dataclass(frozen=True)
@@ -239,6 +267,7 @@ class MeshModel:
     intentions: tuple[Intention, ...]
     intentions_valid: bool = True
     host_addresses: dict[str, str] = field(default_factory=dict)
+    tracing: TracingSettings = TracingSettings()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -686,6 +715,7 @@ _MESH_KEYS = (
     "denied_upstream",
     "ports",
     "metrics",
+    "tracing",
     "consul",
     "paths",
     "defaults",
@@ -705,6 +735,7 @@ _SERVICE_KEYS = (
     "upstreams",
     "tags",
     "meta",
+    "tracing",
     *POLICY_KEYS,
 )
 _UPSTREAM_KEYS = ("service", "local_port", "split", *POLICY_KEYS)
@@ -751,6 +782,7 @@ class _MeshParser:
         addresses = {
             host: self.inventory.address(host)[0] or "" for service in services.values() for host in service.hosts
         }
+        tracing = self._tracing(data, services)
         return MeshModel(
             name=name,
             trust_domain=self.read.string(
@@ -778,6 +810,7 @@ class _MeshParser:
             intentions=intentions,
             intentions_valid=intentions_valid,
             host_addresses=addresses,
+            tracing=tracing,
         )
 
     def _section(self, data: Mapping, key: str, allowed: Sequence[str]) -> dict:
@@ -849,6 +882,149 @@ class _MeshParser:
             )
             or "/metrics",
         )
+
+    # -- tracing ---------------------------------------------------------------------------------------------------
+
+    def _sampling(self, data: Mapping, path: str) -> float | None:
+        value = data.get("sampling")
+        if value is None:
+            return None
+        where = key_path(path, "sampling")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.errors.add(
+                InvalidTypeError(
+                    where,
+                    value,
+                    f"expected a percentage (a number), got {describe(value)}",
+                    "write a number from 0 to 100 without a % sign, such as 10 for 10 % of the requests",
+                )
+            )
+            return None
+        if not 0 <= value <= 100:
+            self.errors.add(
+                OutOfRangeError(
+                    where,
+                    value,
+                    f"sampling rate {value} % is outside 0-100 %",
+                    "write a percentage from 0 (trace nothing) to 100 (trace every request), such as 10",
+                )
+            )
+            return None
+        return float(value)
+
+    def _service_tracing(self, data: Mapping, path: str) -> ServiceTracing:
+        if data.get("tracing") is None:
+            return ServiceTracing()
+        where = key_path(path, "tracing")
+        section = self.read.mapping(data["tracing"], where)
+        if section is None:
+            return ServiceTracing()
+        self.read.keys(section, ("enabled", "sampling"), where)
+        enabled = section.get("enabled")
+        return ServiceTracing(
+            enabled=self.read.boolean(section, "enabled", where, False) if enabled is not None else None,
+            sampling=self._sampling(section, where),
+        )
+
+    def _tracing(self, data: Mapping, services: Mapping[str, Service]) -> TracingSettings:
+        section = self._section(data, "tracing", ("enabled", "sampling", "backend"))
+        enabled = self.read.boolean(section, "enabled", "mesh.tracing", False)
+        sampling = self._sampling(section, "mesh.tracing")
+        errors_before = len(self.errors)
+        backend = self._tracing_backend(section)
+        backend_reported = len(self.errors) > errors_before
+        # Every service that ends up tracing needs the backend.
+        tracing_services = sorted(
+            name
+            for name, service in services.items()
+            if (service.tracing.enabled if service.tracing.enabled is not None else enabled)
+        )
+        if tracing_services and backend is None and not backend_reported:
+            which = "mesh.tracing.enabled" if enabled else f"mesh.services.{tracing_services[0]}.tracing.enabled"
+            self.errors.add(
+                MissingKeyError(
+                    "mesh.tracing.backend",
+                    section.get("backend"),
+                    f"{which} is true but no trace backend is set (tracing services: {', '.join(tracing_services)})",
+                    "add backend: {host: <inventory host running the trace backend>, port: 9411}, "
+                    "or backend: {address: <IP address>, port: 9411}; or set enabled: false",
+                )
+            )
+        return TracingSettings(
+            enabled=enabled,
+            sampling=100.0 if sampling is None else sampling,
+            backend=backend,
+        )
+
+    def _tracing_backend(self, section: Mapping) -> TracingBackend | None:
+        if section.get("backend") is None:
+            return None
+        path = "mesh.tracing.backend"
+        raw = self.read.mapping(section["backend"], path)
+        if raw is None:
+            return None
+        self.read.keys(raw, ("host", "address", "port", "path"), path)
+        port = self.read.integer(raw, "port", path, 9411, 1, 65535) or 9411
+        collector_path = (
+            self.read.string(
+                raw,
+                "path",
+                path,
+                "/api/v2/spans",
+                pattern=_HTTP_PATH,
+                pattern_fix="write the collector's HTTP path, such as '/api/v2/spans'",
+            )
+            or "/api/v2/spans"
+        )
+        host = raw.get("host")
+        address = raw.get("address")
+        if (host is None) == (address is None):
+            self.errors.add(
+                InvalidValueError(
+                    path,
+                    raw,
+                    "set exactly one of host and address" if host is not None else "no host or address is set",
+                    "write host: <inventory host running the trace backend> or address: <its IP address>",
+                )
+            )
+            return None
+        if host is not None:
+            where = key_path(path, "host")
+            if not isinstance(host, str) or not self.inventory.has_host(host):
+                self.errors.add(
+                    UnknownHostError(
+                        where,
+                        host,
+                        f"{describe(host)} is not a host of the inventory",
+                        did_you_mean(
+                            str(host),
+                            sorted(self.inventory.known_hosts),
+                            "name a host of the inventory, or give the backend's IP address as address",
+                        ),
+                    )
+                )
+                return None
+            resolved, reason = self.inventory.address(host)
+            if resolved is None:
+                self.errors.add(
+                    MissingAddressError(
+                        where, host, f"the trace backend's host {host} has no address: {reason}", "set its mesh_address"
+                    )
+                )
+                return None
+            return TracingBackend(address=resolved, port=port, host=host, path=collector_path)
+        resolved = _ip_address(address)
+        if resolved is None:
+            self.errors.add(
+                InvalidValueError(
+                    key_path(path, "address"),
+                    address,
+                    f"{describe(address)} is not an IP address",
+                    "write the trace backend's IP address, or name its inventory host with host:",
+                )
+            )
+            return None
+        return TracingBackend(address=resolved, port=port, path=collector_path)
 
     def _consul(self, data: Mapping) -> ConsulSettings:
         section = self._section(data, "consul", ("domain", "dns_address", "dns_port"))
@@ -953,6 +1129,7 @@ class _MeshParser:
             tags=self.read.string_list(data, "tags", path, self._check_tag),
             meta=self._meta(data, path),
             path=path,
+            tracing=self._service_tracing(data, path),
         )
         return _RawService(service, layer, self._raw_upstreams(data, path))
 

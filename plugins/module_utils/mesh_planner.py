@@ -129,6 +129,18 @@ class InstancePlan:
 
 
 @dataclass(frozen=True)
+class TracingPlan:
+    """The tracing of one service's sidecar: the share of new requests that start a trace, and where spans go."""
+
+    sampling: float
+    backend_address: str
+    backend_port: int
+    backend_path: str
+    service_name: str
+    identity: str
+
+
+@dataclass(frozen=True)
 class ServicePlan:
     name: str
     identity: str
@@ -146,6 +158,7 @@ class ServicePlan:
     authorization: Authorization
     upstreams: tuple[UpstreamPlan, ...]
     instances: tuple[InstancePlan, ...]
+    tracing: TracingPlan | None = None
 
 
 class Listener(NamedTuple):
@@ -195,6 +208,22 @@ def identity_of(model: MeshModel, service: str) -> str:
 def dns_name_of(model: MeshModel, service: str, subset: str | None = None) -> str:
     name = f"{service}.service.{model.datacenter}.{model.consul.domain}"
     return f"{subset}.{name}" if subset else name
+
+
+def tracing_of(model: MeshModel, service: Service) -> TracingPlan | None:
+    """The service's tracing (its override over ``mesh.tracing``), or ``None`` when it does not trace."""
+    mesh = model.tracing
+    enabled = service.tracing.enabled if service.tracing.enabled is not None else mesh.enabled
+    if not enabled or mesh.backend is None:
+        return None
+    return TracingPlan(
+        sampling=service.tracing.sampling if service.tracing.sampling is not None else mesh.sampling,
+        backend_address=mesh.backend.address,
+        backend_port=mesh.backend.port,
+        backend_path=mesh.backend.path,
+        service_name=service.name,
+        identity=identity_of(model, service.name),
+    )
 
 
 def host_port(address: str, port: int) -> str:
@@ -570,6 +599,7 @@ class _Planner:
             authorization=authorization,
             upstreams=upstreams,
             instances=instances,
+            tracing=tracing_of(model, service),
         )
 
     def _host_plan(self, host: str, services: dict[str, ServicePlan], sidecar_ports: _SidecarPorts) -> HostPlan:

@@ -29,6 +29,7 @@ from ansible_collections.vmmesh.mesh.plugins.module_utils.mesh_planner import (
     InstancePlan,
     MeshPlan,
     ServicePlan,
+    TracingPlan,
     UpstreamPlan,
     UpstreamTarget,
 )
@@ -43,6 +44,7 @@ TLS_CERT_SECRET = "tls_cert"
 TRUST_BUNDLE_SECRET = "trust_bundle"
 LOCAL_APP_CLUSTER = "local_app"
 ADMIN_CLUSTER = "envoy_admin"
+TRACING_CLUSTER = "tracing_backend"
 MAX_DOWNSTREAM_CONNECTIONS = 50000
 
 _TYPE = "type.googleapis.com/"
@@ -191,6 +193,7 @@ def _inbound_head(instance: InstancePlan) -> dict:
         "@type": _TYPE + "envoy.config.listener.v3.Listener",
         "name": "inbound",
         "address": _socket(instance.address, instance.inbound_port),
+        "traffic_direction": "INBOUND",
     }
 
 
@@ -219,15 +222,9 @@ def _inbound_filter_chains(plan: MeshPlan, service: ServicePlan) -> list[dict]:
             http_filters.append(_local_rate_limit(service.rate_limit))
         http_filters.append(_ROUTER)
         route = {"match": {"prefix": "/"}, "route": {"cluster": LOCAL_APP_CLUSTER, "timeout": "0s"}}
-        filters = [
-            _http_connection_manager(
-                "inbound",
-                service.name,
-                [route],
-                http_filters,
-                {"forward_client_cert_details": "SANITIZE_SET", "set_current_client_cert_details": {"uri": True}},
-            )
-        ]
+        extra = {"forward_client_cert_details": "SANITIZE_SET", "set_current_client_cert_details": {"uri": True}}
+        extra.update(_tracing(service.tracing))
+        filters = [_http_connection_manager("inbound", service.name, [route], http_filters, extra)]
     return [{"transport_socket": {"name": _TLS_SOCKET, "typed_config": tls}, "filters": filters}]
 
 
@@ -246,6 +243,43 @@ def _http_connection_manager(
     }
     config.update(extra or {})
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": config}
+
+
+def _tracing(tracing: TracingPlan | None, upstream: str | None = None) -> dict:
+    """The HTTP connection manager's tracing: Zipkin spans to the backend, W3C and B3 context read and written.
+
+    Spans carry the service name and identity as tags, and on an outbound listener the service called
+    (``mesh.upstream``), which the report's trace search links use. ``shared_span_context: false`` gives the client
+    span (outbound listener) and the server span (inbound listener of the next hop) their own ids, so each hop is a
+    child of the one before it. The tracer extracts B3 headers or, when there are none, W3C ``traceparent``, and
+    injects both.
+    """
+    if tracing is None:
+        return {}
+    tags = [
+        {"tag": "mesh.service", "literal": {"value": tracing.service_name}},
+        {"tag": "mesh.identity", "literal": {"value": tracing.identity}},
+    ]
+    if upstream is not None:
+        tags.append({"tag": "mesh.upstream", "literal": {"value": upstream}})
+    return {
+        "tracing": {
+            "random_sampling": {"value": tracing.sampling},
+            "custom_tags": tags,
+            "provider": {
+                "name": "envoy.tracers.zipkin",
+                "typed_config": {
+                    "@type": _TYPE + "envoy.config.trace.v3.ZipkinConfig",
+                    "collector_cluster": TRACING_CLUSTER,
+                    "collector_endpoint": tracing.backend_path,
+                    "collector_endpoint_version": "HTTP_JSON",
+                    "trace_id_128bit": True,
+                    "shared_span_context": False,
+                    "trace_context_option": "USE_B3_WITH_W3C_PROPAGATION",
+                },
+            },
+        },
+    }
 
 
 def _tcp_proxy(stat_prefix: str, cluster: str, connect_attempts: int) -> dict:
@@ -372,12 +406,19 @@ def _outbound_listener(plan: MeshPlan, service: ServicePlan, upstream: UpstreamP
                 retry["per_try_timeout"] = duration(policy.retries.per_try_timeout_ms)
             route["retry_policy"] = retry
         filters = [
-            _http_connection_manager(name, upstream.service, [{"match": {"prefix": "/"}, "route": route}], [_ROUTER])
+            _http_connection_manager(
+                name,
+                upstream.service,
+                [{"match": {"prefix": "/"}, "route": route}],
+                [_ROUTER],
+                _tracing(service.tracing, upstream.service),
+            )
         ]
     return {
         "@type": _TYPE + "envoy.config.listener.v3.Listener",
         "name": name,
         "address": _socket(LOCALHOST, upstream.local_port),
+        "traffic_direction": "OUTBOUND",
         "filter_chains": [{"filters": filters}],
     }
 
@@ -416,10 +457,17 @@ def clusters(plan: MeshPlan, instance: InstancePlan) -> list[dict]:
 
 
 def _local_clusters(service: ServicePlan, instance: InstancePlan) -> list[dict]:
-    return [
+    items = [
         _static_cluster(LOCAL_APP_CLUSTER, service.app_address, service.app_port, service.protocol, 5000),
         _static_cluster(ADMIN_CLUSTER, LOCALHOST, instance.admin_port, "http", 1000),
     ]
+    if service.tracing is not None:
+        items.append(
+            _static_cluster(
+                TRACING_CLUSTER, service.tracing.backend_address, service.tracing.backend_port, "http", 1000
+            )
+        )
+    return items
 
 
 def _static_cluster(name: str, address: str, port: int, protocol: str, connect_timeout_ms: int) -> dict:

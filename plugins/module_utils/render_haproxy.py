@@ -193,8 +193,24 @@ def _inbound(host_plan: HostPlan, service: ServicePlan) -> str:
                 f"http-request deny deny_status 429 if {{ fe_req_rate gt {service.rate_limit.requests_per_second} }}"
             )
         lines.append("http-request set-header X-Forwarded-Client-Cert-CN %[ssl_c_s_dn(cn)]")
+        lines.extend(_request_id_lines(service))
     lines.append("default_backend app." + service.name)
     return _section("frontend in." + service.name, lines)
+
+
+def _request_id_lines(service: ServicePlan) -> list[str]:
+    """With tracing on: an ``x-request-id`` on every request that has none; trace headers pass unchanged.
+
+    HAProxy emits no spans (Debian's 2.6 has the OpenTracing filter but no tracer plugin for Zipkin); it leaves
+    ``traceparent``, ``tracestate`` and the B3 headers as they are, so the Envoy hops on either side stay in one trace
+    when the application forwards them.
+    """
+    if service.tracing is None:
+        return []
+    return [
+        'unique-id-format "%{+X}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid"',
+        "http-request set-header x-request-id %[unique-id] unless { req.hdr(x-request-id) -m found }",
+    ]
 
 
 def _authorization_lines(authorization: Authorization, tcp: bool) -> list[str]:
@@ -258,6 +274,8 @@ def _outbound(service: ServicePlan, upstream: UpstreamPlan) -> str:
     lines = ["mode " + _mode(upstream.protocol), bind, f"maxconn {upstream.policy.circuit_breaker.max_connections}"]
     if upstream.protocol == "tcp":
         lines.append("timeout client 1h")
+    else:
+        lines.extend(_request_id_lines(service))
     weighted = [target for target in upstream.targets if target.weight > 0]
     if len(upstream.targets) > 1:
         lines.append("http-request set-var(txn.vm_split) rand(100)")

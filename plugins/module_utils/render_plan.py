@@ -6,10 +6,12 @@
 
 Shape (``format_version`` 1), every list sorted::
 
-    mesh:      {name, trust_domain, datacenter, discovery, default_policy, default_sidecar, consul_domain}
+    mesh:      {name, trust_domain, datacenter, discovery, default_policy, default_sidecar, consul_domain,
+                tracing: {enabled, sampling, backend: {host, address, port} | null}}
     services:  name -> {identity, dns_name, protocol, sidecar, inbound_port, port,
                         instances: [{host, address, port, sidecar, inbound_port, admin_port, metrics_port, subsets}],
                         upstreams: [{service, local_port, allowed}],
+                        tracing: {sampling, backend: "address:port"} | null,
                         authorization: {default, rules: [{source, identity, action, paths, methods}]}}
     hosts:     name -> {address, services, listeners: [{kind, address, port, service, upstream}]}
     edges:     [{source, destination, local_port}]   (declared upstreams the intentions allow)
@@ -54,6 +56,12 @@ def _service(service: ServicePlan) -> dict:
             {"service": upstream.service, "local_port": upstream.local_port, "allowed": upstream.allowed}
             for upstream in service.upstreams
         ],
+        "tracing": None
+        if service.tracing is None
+        else {
+            "sampling": service.tracing.sampling,
+            "backend": f"{service.tracing.backend_address}:{service.tracing.backend_port}",
+        },
         "authorization": {
             "default": service.authorization.default_action,
             "rules": [
@@ -99,6 +107,17 @@ def plan_document(plan: MeshPlan) -> dict:
             "default_policy": model.default_policy,
             "default_sidecar": model.default_sidecar,
             "consul_domain": model.consul.domain,
+            "tracing": {
+                "enabled": model.tracing.enabled,
+                "sampling": model.tracing.sampling,
+                "backend": None
+                if model.tracing.backend is None
+                else {
+                    "host": model.tracing.backend.host,
+                    "address": model.tracing.backend.address,
+                    "port": model.tracing.backend.port,
+                },
+            },
         },
         "services": {name: _service(plan.services[name]) for name in sorted(plan.services)},
         "hosts": {name: _host(plan, plan.hosts[name]) for name in sorted(plan.hosts)},

@@ -22,13 +22,15 @@ HOSTS = [PROMETHEUS, SECURE, TLS_ONLY]
 PASSWORD = "lab-only-scrape-password"
 SCRAPE = "/root/scrape"
 SCRAPE_INTERVAL = 5.0
-# node_exporter on every host, the Envoy sidecars of front and api, HAProxy on obs3, Prometheus itself.
+# node_exporter on every host, the Envoy sidecars of front, web, api and cache, HAProxy on obs3, Prometheus itself.
 EXPECTED_TARGETS = {("node", host) for host in HOSTS} | {
     ("vmmesh-sidecars", PROMETHEUS),
     ("vmmesh-sidecars", SECURE),
     ("vmmesh-sidecars", TLS_ONLY),
     ("prometheus", PROMETHEUS),
 }
+# Targets by instance: two sidecars on obs1 and on obs3.
+EXPECTED_TARGET_COUNT = len(EXPECTED_TARGETS) + 2
 
 
 @cache
@@ -222,7 +224,13 @@ def test_static_targets_come_from_the_planner_and_the_inventory() -> None:
     host = _host(PROMETHEUS)
     sidecars = json.loads(host.file("/etc/prometheus/vmmesh_sd/sidecars.json").content_string)
     found = {(group["labels"]["host"], group["labels"]["sidecar"], group["labels"]["service"]) for group in sidecars}
-    assert found == {(PROMETHEUS, "envoy", "front"), (SECURE, "envoy", "api"), (TLS_ONLY, "haproxy", "legacy")}
+    assert found == {
+        (PROMETHEUS, "envoy", "front"),
+        (PROMETHEUS, "envoy", "web"),
+        (SECURE, "envoy", "api"),
+        (TLS_ONLY, "haproxy", "legacy"),
+        (TLS_ONLY, "envoy", "cache"),
+    }
     for group in sidecars:
         address = PLAN["hosts"][group["labels"]["host"]]["address"]
         assert group["targets"][0].startswith(address + ":"), "the sidecars are scraped at their mesh address"
@@ -402,12 +410,13 @@ def test_the_report_shows_the_failing_edge() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((report_dir / "report.json").read_text())
     edges = {(edge["source"], edge["destination"]): edge for edge in report["edges"]}
-    assert set(edges) == {("front", "api"), ("front", "legacy"), ("legacy", "api")}
+    assert set(edges) == {("front", "api"), ("front", "legacy"), ("legacy", "api"), ("web", "api"), ("api", "cache")}
     assert edges[("front", "api")]["health"] == "failing"
     assert edges[("front", "api")]["error_ratio"] > 0.05
-    assert all(target["up"] for target in report["targets"]) and len(report["targets"]) == len(EXPECTED_TARGETS)
+    assert all(target["up"] for target in report["targets"]) and len(report["targets"]) == EXPECTED_TARGET_COUNT
     markdown = (report_dir / "report.md").read_text()
     assert "| front | api |" in markdown and "failing" in markdown
+    assert "[search](http://" in markdown, "traced edges link to their trace search (checked in test_tracing.py)"
     svg = (report_dir / "topology.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
     assert "#c62828" in svg, "the failing edge is drawn red"

@@ -88,14 +88,21 @@ def test_report_writes_markdown_svg_and_json(prometheus: str, tmp_path: Path) ->
                             ],
                         },
                         "api": {"port": 18081, "hosts": ["localhost"]},
-                        "legacy": {"port": 18082, "hosts": ["localhost"], "sidecar": "haproxy"},
+                        "legacy": {
+                            "port": 18082,
+                            "hosts": ["localhost"],
+                            "sidecar": "haproxy",
+                            "upstreams": [{"service": "api", "local_port": 19104}],
+                        },
                         "idle": {
                             "port": 18083,
                             "hosts": ["localhost"],
                             "upstreams": [{"service": "api", "local_port": 19103}],
+                            "tracing": {"enabled": False},
                         },
                     },
                     "intentions": [{"source": "*", "destination": "*", "action": "allow"}],
+                    "tracing": {"enabled": True, "backend": {"host": "localhost", "port": 9411}},
                 }
             },
         }
@@ -116,13 +123,20 @@ def test_report_writes_markdown_svg_and_json(prometheus: str, tmp_path: Path) ->
         "error_ratio": 0.4,
         "p99_seconds": 0.0975,
         "health": "failing",
+        "traces_url": "http://127.0.0.1:9411/zipkin/?serviceName=front&annotationQuery=mesh.upstream%3Dapi",
     }
     assert (edges[("front", "legacy")]["health"], edges[("front", "legacy")]["p99_seconds"]) == ("degraded", None)
     assert (edges[("idle", "api")]["health"], edges[("idle", "api")]["error_ratio"]) == ("idle", None)
+    assert edges[("idle", "api")]["traces_url"] is None  # idle does not trace
+    assert edges[("legacy", "api")]["traces_url"] is None  # HAProxy makes no spans
     assert [t["up"] for t in report["targets"]] == [True, False]
     assert report["certificates"] == [{"host": "web1", "service": "front", "identity": "", "days_left": 12.5}]
     markdown = (out / "report.md").read_text()
-    assert "| front | api | 5.50 | 40.0% | 98 ms | failing |" in markdown
+    assert (
+        "| front | api | 5.50 | 40.0% | 98 ms | failing |"
+        " [search](http://127.0.0.1:9411/zipkin/?serviceName=front&annotationQuery=mesh.upstream%3Dapi) |"
+    ) in markdown
+    assert "| idle | api | 0.00 | - | - | idle | - |" in markdown
     assert "| vmmesh-sidecars | web1 | front | 10.0.0.1:20001 | **no** |" in markdown
     dot = (out / "topology.dot").read_text()
     assert '"front" -> "api" [color="#c62828"' in dot

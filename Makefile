@@ -1,5 +1,5 @@
 # vmmesh.mesh: one entry point for humans and CI.
-#   make demo   bring up the lab and run playbooks/site.yml on it
+#   make demo   bring up the lab, deploy the shop and run playbooks/site.yml on it
 #   make test   lint, unit tests, ansible-test sanity and every molecule scenario
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -65,15 +65,14 @@ lab-prereqs: venv ## Build the lab's base image and binaries (cached in $VMMESH_
 # --- the two commands from the README ----------------------------------------
 
 .PHONY: demo
-demo: venv link lab-up ## Bring up the lab and run the collection's main job on it
+demo: venv link lab-up ## Bring up the lab, deploy the shop and the whole mesh on it, show requests travelling
+	ansible-playbook -i inventories/lab/hosts.yml molecule/default/shop.yml
 	ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
+	ansible-playbook -i inventories/lab/hosts.yml playbooks/render.yml -e mesh_render_dir=$(CURDIR)/.build/demo >/dev/null
 	@echo
 	lab/lab status
 	@echo
-	@echo "vmmesh-web1 scrapes node_exporter on vmmesh-api1 over the lab network:"
-	podman exec vmmesh-web1 curl -fsS http://vmmesh-api1:9100/metrics | grep -m1 '^node_uname_info'
-	@echo
-	@echo "Look around: 'podman exec -it vmmesh-web1 bash' opens a host; 'make lab-down' removes the lab."
+	@lab/demo-show .build/demo/plan.json
 
 .PHONY: test
 test: lint unit sanity build-check molecule ## Every check: lint, unit, sanity, build, molecule

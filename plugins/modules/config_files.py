@@ -48,7 +48,7 @@ options:
   diff_contents:
     description:
       - Whether the diff shows the contents of changed files (one diff per file). Set to V(false) for files that
-        hold secrets: the diff then names the files only.
+        hold secrets; the diff then names the files only.
     type: bool
     default: true
 attributes:
@@ -91,7 +91,7 @@ changed_files:
   elements: str
   sample: [/etc/envoy/web/cds.yaml]
 written:
-  description: Every file written or fixed (O(added) and O(changed_files) together), sorted.
+  description: Every file written or fixed (RV(added) and RV(changed_files) together), sorted.
   returned: always
   type: list
   elements: str

@@ -37,7 +37,7 @@ def probe_http(url: str, count: int, cert: str | None, key: str | None) -> dict:
     hosts: Counter[str] = Counter()
     chain_ok = 0
     context = _context(cert, key) if url.startswith("https") else None
-    for _ in range(count):
+    for _attempt in range(count):
         try:
             with urlopen(url, timeout=5, context=context) as answer:
                 statuses[str(answer.status)] += 1

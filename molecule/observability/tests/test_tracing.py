@@ -187,7 +187,7 @@ def test_every_request_through_web_api_cache_is_one_trace_with_a_span_per_envoy_
 
 
 def test_a_w3c_traceparent_from_the_caller_is_continued() -> None:
-    ids = [(secrets.token_hex(16), secrets.token_hex(8)) for _ in range(3)]
+    ids = [(secrets.token_hex(16), secrets.token_hex(8)) for _trace in range(3)]
     sent = _send(WEB_CHAIN, len(ids), [_w3c(trace_id, span_id) for trace_id, span_id in ids])
     assert sent["statuses"] == [200] * len(ids)
     for (trace_id, span_id), answer in zip(ids, sent["answers"], strict=True):

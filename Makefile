@@ -8,7 +8,11 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 PYTHON ?= python3
-SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+# The scenarios `make test` runs. molecule/default (site.yml end to end, which
+# runs site.yml three times: 18 min alone) stays out of it until it fits
+# the CI time budget; `make molecule SCENARIOS=default` runs it.
+SCENARIOS ?= $(filter-out default,$(ALL_SCENARIOS))
 
 export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from ansible_collections.vmmesh.mesh.tests.unit.ansible_playbook import assert_failed_with
 
 ROLE = "zipkin"
 
@@ -46,8 +47,4 @@ def test_the_pinned_release_passes_preflight(run_preflight) -> None:
     ],
 )
 def test_bad_variables_stop_in_preflight(run_preflight, extra_vars: dict, expected: list[str]) -> None:
-    result = run_preflight(ROLE, extra_vars)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
-    for fragment in expected:
-        assert fragment in output, f"{fragment!r} missing from:\n{output}"
+    assert_failed_with(run_preflight(ROLE, extra_vars), *expected)

@@ -88,6 +88,10 @@ def _complete(count: int):
     return lambda traces: len(traces) == count and all(len(trace) == 4 for trace in traces)
 
 
+def _trace_ids(traces: list[list[dict]]) -> list[str]:
+    return sorted(trace[0]["traceId"] for trace in traces)
+
+
 def _four_spans(trace: list[dict]) -> bool:
     return len(trace) == 4
 
@@ -280,9 +284,17 @@ def test_ten_percent_sampling_traces_about_ten_percent() -> None:
     requests = 400
     sent = _send(WEB_CHAIN, requests)
     assert sent["statuses"] == [200] * requests
-    traces = _settled(lambda: _traces("web", sent))
-    _settled(lambda: _traces("cache", sent))  # wait until cache's spans have settled too
-    traces = _traces("web", sent)  # read again: both sides have flushed
+
+    # Both ends of the chain, read together until they name the same traces (each Envoy flushes its spans on
+    # its own timer, so one end may lag the other by a flush), or until the answer stops changing.
+    def both_ends() -> tuple[list, list]:
+        return _traces("web", sent), _traces("cache", sent)
+
+    def agree(ends: tuple[list, list]) -> bool:
+        web, cache = ends
+        return bool(web) and all(map(_four_spans, web)) and _trace_ids(web) == _trace_ids(cache)
+
+    traces, at_cache = _settled(both_ends, done=agree, timeout=90)
     ratio = len(traces) / requests
     print(f"10 % sampling: {len(traces)} of {requests} requests traced ({ratio:.1%})")
     # Binomial(400, 0.1): mean 40, standard deviation 6. 13..67 is the mean +- 4.5 standard deviations: a correct
@@ -291,6 +303,7 @@ def test_ten_percent_sampling_traces_about_ten_percent() -> None:
     # the first Envoy decides, every later hop follows: sampled requests are complete, the others absent everywhere
     for trace in traces:
         _assert_chain(trace, WEB_HOPS)
+    assert _trace_ids(at_cache) == _trace_ids(traces), "cache's spans belong to other traces than web's"
 
 
 def test_turning_tracing_off_under_load_removes_it_from_every_sidecar_and_drops_no_request() -> None:

@@ -235,8 +235,13 @@ def _http_connection_manager(
         "@type": _HCM,
         "stat_prefix": stat_prefix,
         "codec_type": "AUTO",
+        # Envoy renames cds.yaml and lds.yaml into place moments apart, and a cluster added by the first is still
+        # warming (its SDS secrets load) when the second arrives. A route table that validated its clusters would
+        # reject the whole lds.yaml then, and keep the old listeners until the next change; the planner already
+        # guarantees that every route names a cluster it renders.
         "route_config": {
             "name": stat_prefix,
+            "validate_clusters": False,
             "virtual_hosts": [{"name": virtual_host, "domains": ["*"], "routes": routes}],
         },
         "http_filters": http_filters,

@@ -227,6 +227,16 @@ def test_outbound_http_route_carries_timeouts_retries_and_split(shop: tuple) -> 
     }
 
 
+def test_route_tables_do_not_wait_for_warming_clusters(shop: tuple) -> None:
+    """lds.yaml lands moments after the cds.yaml that adds its clusters: a validating route table would reject it."""
+    plan = plan_mesh(*shop)
+    for service, host, name in (("web", "web1", "upstream.api"), ("api", "api1", "metrics")):
+        manager = _filter(
+            _listener(plan, service, host, name)["filter_chains"][0], "envoy.filters.network.http_connection_manager"
+        )
+        assert manager["route_config"]["validate_clusters"] is False
+
+
 def test_default_retries_retry_resets(shop: tuple) -> None:
     mesh, groups, hostvars = shop
     mesh["services"]["web"]["sidecar"] = "envoy"

@@ -48,6 +48,14 @@ def _host(plan: MeshPlan, host: Any, name: str) -> str:
     return host
 
 
+def _inventory_host(plan: MeshPlan, host: Any, hostvars: Mapping, name: str) -> str | None:
+    """``host`` when it runs mesh services; None for an inventory host that runs none (its sidecars and
+    registrations are to be removed); an error for a name the inventory does not know."""
+    if isinstance(host, str) and host not in plan.hosts and host in hostvars:
+        return None
+    return _host(plan, host, name)
+
+
 def mesh_plan(mesh: Any, groups: Mapping, hostvars: Mapping) -> dict:
     """The plan as data (the content of plan.json)."""
     return plan_document(_plan(mesh, groups, hostvars, "mesh_plan"))
@@ -64,32 +72,39 @@ def mesh_render(mesh: Any, groups: Mapping, hostvars: Mapping, hosts: list[str] 
 def mesh_host_files(
     mesh: Any, groups: Mapping, hostvars: Mapping, host: str, kinds: list[str] | None = None
 ) -> dict[str, str]:
-    """Every file one host needs, by absolute path; ``kinds`` narrows to envoy, haproxy, consul, prometheus."""
+    """Every file one host needs, by absolute path; ``kinds`` narrows to envoy, haproxy, consul, prometheus.
+    An inventory host that runs no mesh service needs none."""
     plan = _plan(mesh, groups, hostvars, "mesh_host_files")
     if kinds is not None:
         unknown = [kind for kind in kinds if kind not in _KINDS]
         if unknown:
             raise AnsibleFilterError(f"mesh_host_files: unknown kinds {unknown}; use some of {', '.join(_KINDS)}")
-    return render_host(plan, _host(plan, host, "mesh_host_files"), kinds)
+    found = _inventory_host(plan, host, hostvars, "mesh_host_files")
+    return {} if found is None else render_host(plan, found, kinds)
 
 
 def mesh_envoy_files(mesh: Any, groups: Mapping, hostvars: Mapping, host: str) -> dict[str, str]:
-    """The files of every Envoy sidecar on ``host`` (bootstrap, LDS, CDS, SDS), by absolute path."""
+    """The files of every Envoy sidecar on ``host`` (bootstrap, LDS, CDS, SDS), by absolute path; none for an
+    inventory host that runs no mesh service."""
     plan = _plan(mesh, groups, hostvars, "mesh_envoy_files")
-    return render_host(plan, _host(plan, host, "mesh_envoy_files"), ["envoy"])
+    found = _inventory_host(plan, host, hostvars, "mesh_envoy_files")
+    return {} if found is None else render_host(plan, found, ["envoy"])
 
 
 def mesh_haproxy_config(mesh: Any, groups: Mapping, hostvars: Mapping, host: str) -> str:
     """The haproxy.cfg of ``host``; empty when no haproxy-sidecar service runs there."""
     plan = _plan(mesh, groups, hostvars, "mesh_haproxy_config")
-    files = render_haproxy_host(plan, _host(plan, host, "mesh_haproxy_config"))
+    found = _inventory_host(plan, host, hostvars, "mesh_haproxy_config")
+    files = {} if found is None else render_haproxy_host(plan, found)
     return next(iter(files.values()), "")
 
 
 def mesh_consul_files(mesh: Any, groups: Mapping, hostvars: Mapping, host: str) -> dict[str, str]:
-    """The Consul service definitions of ``host``, by absolute path."""
+    """The Consul service definitions of ``host``, by absolute path; none for an inventory host that runs no mesh
+    service."""
     plan = _plan(mesh, groups, hostvars, "mesh_consul_files")
-    return render_host(plan, _host(plan, host, "mesh_consul_files"), ["consul"])
+    found = _inventory_host(plan, host, hostvars, "mesh_consul_files")
+    return {} if found is None else render_host(plan, found, ["consul"])
 
 
 def mesh_prometheus_targets(mesh: Any, groups: Mapping, hostvars: Mapping, host: str | None = None) -> list[dict]:

@@ -55,6 +55,17 @@ def test_renderer_filters(shop: tuple) -> None:
     assert filters.mesh_topology(*shop, format="dot").splitlines()[1] == 'digraph "shop" {'
 
 
+def test_an_inventory_host_without_services_gets_no_files(shop: tuple) -> None:
+    """A host whose last service left the model (or a Consul server) gets nothing, so the roles clean it up."""
+    mesh, groups, hostvars = shop
+    hostvars = {**hostvars, "consul1": {"inventory_hostname": "consul1"}}
+    groups = {**groups, "all": [*groups["all"], "consul1"]}
+    assert filters.mesh_envoy_files(mesh, groups, hostvars, "consul1") == {}
+    assert filters.mesh_haproxy_config(mesh, groups, hostvars, "consul1") == ""
+    assert filters.mesh_consul_files(mesh, groups, hostvars, "consul1") == {}
+    assert filters.mesh_host_files(mesh, groups, hostvars, "consul1") == {}
+
+
 def test_invalid_mesh_raises_the_aggregated_message(shop: tuple) -> None:
     mesh, groups, hostvars = shop
     mesh["services"]["web"]["upstreams"][0]["service"] = "apii"

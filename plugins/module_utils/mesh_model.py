@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -268,6 +268,9 @@ class MeshModel:
     intentions_valid: bool = True
     host_addresses: dict[str, str] = field(default_factory=dict)
     tracing: TracingSettings = TracingSettings()
+    # Hosts taken out of the mesh (host variable mesh_drained: true): they keep their place in the model, and the
+    # planner gives them no service instance, so callers stop using them and their sidecars are removed.
+    drained_hosts: frozenset[str] = frozenset()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -783,6 +786,7 @@ class _MeshParser:
             host: self.inventory.address(host)[0] or "" for service in services.values() for host in service.hosts
         }
         tracing = self._tracing(data, services)
+        drained = self._drained_hosts(addresses)
         return MeshModel(
             name=name,
             trust_domain=self.read.string(
@@ -811,7 +815,34 @@ class _MeshParser:
             intentions_valid=intentions_valid,
             host_addresses=addresses,
             tracing=tracing,
+            drained_hosts=drained,
         )
+
+    def _drained_hosts(self, hosts: Iterable[str]) -> frozenset[str]:
+        """The hosts whose variable mesh_drained is true (playbooks/drain.yml sets it for the host it drains)."""
+        drained = set()
+        for host in sorted(hosts):
+            try:
+                hostvars = self.inventory.hostvars[host]
+            except KeyError:
+                hostvars = None
+            value = hostvars.get("mesh_drained") if isinstance(hostvars, Mapping) else None
+            # -e mesh_drained=true gives a string
+            flag = {"true": True, "false": False}.get(value.lower(), value) if isinstance(value, str) else value
+            if flag is None or flag is False:
+                continue
+            if flag is True:
+                drained.add(host)
+                continue
+            self.errors.add(
+                InvalidTypeError(
+                    f"host variable mesh_drained of {host}",
+                    value,
+                    f"{describe(value)} is not a boolean",
+                    "set it to true to keep the host out of the mesh, or false (the default)",
+                )
+            )
+        return frozenset(drained)
 
     def _section(self, data: Mapping, key: str, allowed: Sequence[str]) -> dict:
         if data.get(key) is None:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from ansible_collections.vmmesh.mesh.plugins.module_utils.mesh_errors import (
     DeniedUpstreamError,
     ErrorCollector,
+    InvalidValueError,
     MeshValidationError,
     PortCollisionError,
     PortRangeExhaustedError,
@@ -439,6 +440,7 @@ class _Planner:
         sidecar_ports = _sidecar_ports(model, ports, self.host_services)
         self.errors.raise_if_any()
         instances = self._instances(inbound, sidecar_ports)
+        self._check_drained(instances)
         allowed = {(edge.source, edge.destination): edge.allowed for edge in edges}
         services = {}
         target_cache: dict[str, tuple[UpstreamTarget, ...]] = {}
@@ -448,7 +450,13 @@ class _Planner:
                 for upstream in service.upstreams
             )
             services[name] = self._service_plan(service, inbound[name], auth[name], upstreams, instances[name])
-        hosts = {host: self._host_plan(host, services, sidecar_ports) for host in sorted(self.host_services)}
+        # Ports stay allocated for drained hosts: nothing else moves when one leaves or returns.
+        hosts = {
+            host: self._host_plan(host, services, sidecar_ports)
+            for host in sorted(self.host_services)
+            if host not in model.drained_hosts
+        }
+        self.errors.raise_if_any()
         return MeshPlan(
             model=model,
             services=services,
@@ -493,6 +501,8 @@ class _Planner:
             owner = name if service.sidecar == "envoy" else HAPROXY_PORT_KEY
             items = []
             for host in service.hosts:
+                if host in model.drained_hosts:
+                    continue
                 address = model.host_addresses[host]
                 items.append(
                     InstancePlan(
@@ -509,6 +519,22 @@ class _Planner:
                 )
             result[name] = tuple(items)
         return result
+
+    def _check_drained(self, instances: dict[str, tuple[InstancePlan, ...]]) -> None:
+        """A drain may not take a service's last instance away: its callers would have nowhere to go."""
+        drained = self.model.drained_hosts
+        for name, service in self.model.services.items():
+            if instances[name] or not service.hosts:
+                continue
+            hosts = ", ".join(service.hosts)
+            self.errors.add(
+                InvalidValueError(
+                    key_path(service.path, "hosts"),
+                    sorted(drained & set(service.hosts)),
+                    f"every host of {name} is drained ({hosts})",
+                    "drain one of them at a time, or remove the service from the model to take it away",
+                )
+            )
 
     def _upstream(
         self,
@@ -538,6 +564,20 @@ class _Planner:
                 )
                 for entry in upstream.split
             )
+            # A subset whose hosts are all drained gets no share: the others carry its weight.
+            remaining = tuple(target for target in targets if target.endpoints)
+            if not remaining and instances[destination.name]:
+                self.errors.add(
+                    InvalidValueError(
+                        key_path(upstream.path, "split"),
+                        [entry.subset for entry in upstream.split],
+                        f"every host of the subsets of {destination.name} that {source.name} calls is drained",
+                        "drain one subset's hosts at a time, or change the split",
+                    )
+                )
+            if remaining and len(remaining) < len(targets):
+                remaining = _rescaled(remaining)
+            targets = remaining or targets
         else:
             targets = cache.get(destination.name, ())
             if not targets:
@@ -617,6 +657,16 @@ class _Planner:
                 services=haproxy_services,
             )
         return HostPlan(name=host, address=address, instances=instances, haproxy=haproxy)
+
+
+def _rescaled(targets: tuple[UpstreamTarget, ...]) -> tuple[UpstreamTarget, ...]:
+    """The weights of what is left of a split, scaled to sum to 100 again (the last target takes the rounding)."""
+    total = sum(target.weight for target in targets)
+    if total == 0:
+        return targets
+    weights = [target.weight * 100 // total for target in targets]
+    weights[-1] += 100 - sum(weights)
+    return tuple(replace(target, weight=weight) for target, weight in zip(targets, weights, strict=True))
 
 
 def host_listeners(plan: MeshPlan, host: str) -> list[Listener]:

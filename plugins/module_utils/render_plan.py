@@ -15,6 +15,7 @@ Shape (``format_version`` 1), every list sorted::
                         authorization: {default, rules: [{source, identity, action, paths, methods}]}}
     hosts:     name -> {address, services, listeners: [{kind, address, port, service, upstream}]}
     edges:     [{source, destination, local_port}]   (declared upstreams the intentions allow)
+    drained:   [host]   (hosts kept out of the mesh by their variable mesh_drained; they run no instance)
     warnings:  [message]
 """
 
@@ -125,6 +126,7 @@ def plan_document(plan: MeshPlan) -> dict:
             {"source": edge.source, "destination": edge.destination, "local_port": edge.local_port}
             for edge in sorted(plan.edges, key=lambda edge: (edge.source, edge.destination))
         ],
+        "drained": sorted(model.drained_hosts),
         "warnings": list(plan.warnings),
     }
 

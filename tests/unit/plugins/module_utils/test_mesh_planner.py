@@ -224,3 +224,55 @@ def test_the_planner_reports_model_and_plan_errors_together(shop: tuple) -> None
     with pytest.raises(MeshValidationError) as caught:
         plan_mesh(mesh, groups, hostvars)
     assert [error.code for error in caught.value.errors] == ["invalid_value", "port_collision"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Drained hosts (host variable mesh_drained)
+
+
+def _drain(shop: tuple, *hosts: str, value=True) -> tuple:
+    mesh, groups, hostvars = shop
+    hostvars = {name: dict(variables) for name, variables in hostvars.items()}
+    for host in hosts:
+        hostvars[host]["mesh_drained"] = value
+    return mesh, groups, hostvars
+
+
+def test_a_drained_host_runs_nothing_and_nobody_calls_it(shop: tuple) -> None:
+    before = plan_mesh(*shop)
+    plan = plan_mesh(*_drain(shop, "web2"))
+    assert plan.model.drained_hosts == frozenset({"web2"})
+    assert "web2" not in plan.hosts and "web1" in plan.hosts
+    assert [item.host for item in plan.services["web"].instances] == ["web1"]
+    # nothing else moves: every port of the other hosts is the one it had
+    for host in plan.hosts:
+        assert host_listeners(plan, host) == host_listeners(before, host)
+
+
+def test_a_drained_subset_gives_its_weight_to_the_others(shop: tuple) -> None:
+    plan = plan_mesh(*_drain(shop, "api2"))
+    (upstream,) = [item for item in plan.services["web"].upstreams if item.service == "api"]
+    assert [(target.subset, target.weight, [e.host for e in target.endpoints]) for target in upstream.targets] == [
+        ("v1", 100, ["api1"])
+    ]
+    assert [item.host for item in plan.services["api"].instances] == ["api1"]
+
+
+def test_draining_every_host_of_a_service_is_an_error(shop: tuple) -> None:
+    with pytest.raises(MeshValidationError) as caught:
+        plan_mesh(*_drain(shop, "db1"))
+    assert str(caught.value).endswith(
+        "mesh.services.db.hosts: every host of db is drained (db1); drain one of them at a time, "
+        "or remove the service from the model to take it away"
+    )
+
+
+@pytest.mark.parametrize(("value", "drained"), [(False, set()), ("false", set()), ("true", {"web2"}), (None, set())])
+def test_mesh_drained_takes_booleans_and_their_strings(shop: tuple, value, drained: set) -> None:
+    assert plan_mesh(*_drain(shop, "web2", value=value)).model.drained_hosts == drained
+
+
+def test_mesh_drained_must_be_a_boolean(shop: tuple) -> None:
+    with pytest.raises(MeshValidationError) as caught:
+        plan_mesh(*_drain(shop, "web2", value="soon"))
+    assert "host variable mesh_drained of web2: 'soon' is not a boolean; set it to true" in str(caught.value)

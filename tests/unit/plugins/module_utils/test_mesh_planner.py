@@ -14,6 +14,7 @@ from ansible_collections.vmmesh.mesh.plugins.module_utils.mesh_planner import (
     plan_mesh,
     stable_hash,
 )
+from ansible_collections.vmmesh.mesh.tests.unit.conftest import SHOP_LAYOUT, make_inventory
 
 
 def test_identities_and_dns_names(shop: tuple) -> None:
@@ -276,3 +277,15 @@ def test_mesh_drained_must_be_a_boolean(shop: tuple) -> None:
     with pytest.raises(MeshValidationError) as caught:
         plan_mesh(*_drain(shop, "web2", value="soon"))
     assert "host variable mesh_drained of web2: 'soon' is not a boolean; set it to true" in str(caught.value)
+
+
+def test_draining_every_subset_of_a_split_is_an_error_even_with_other_hosts_left(shop: tuple) -> None:
+    """api3 runs api outside both subsets: the service has an instance left, web's split has nowhere to go."""
+    mesh, _groups, _hostvars = shop
+    groups, hostvars = make_inventory({**SHOP_LAYOUT, "api": ["api1", "api2", "api3"]})
+    hostvars["api1"]["mesh_drained"] = hostvars["api2"]["mesh_drained"] = True
+    with pytest.raises(MeshValidationError) as caught:
+        plan_mesh(mesh, groups, hostvars)
+    assert "every host of the subsets of api that web calls is drained; drain one subset's hosts at a time" in str(
+        caught.value
+    )

@@ -11,6 +11,7 @@ is in the YAML file of the same name beside this one.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from ansible.utils.display import Display
 from ansible_collections.vmmesh.mesh.plugins.module_utils.mesh_compiler import compile_mesh, render_bundle, render_host
 from ansible_collections.vmmesh.mesh.plugins.module_utils.mesh_errors import MeshValidationError
 from ansible_collections.vmmesh.mesh.plugins.module_utils.mesh_planner import MeshPlan
+from ansible_collections.vmmesh.mesh.plugins.module_utils.render_envoy import keep_current_clusters
 from ansible_collections.vmmesh.mesh.plugins.module_utils.render_haproxy import render_haproxy_host
 from ansible_collections.vmmesh.mesh.plugins.module_utils.render_plan import plan_document
 from ansible_collections.vmmesh.mesh.plugins.module_utils.render_prometheus import host_targets, mesh_targets
@@ -122,11 +124,25 @@ def mesh_topology(mesh: Any, groups: Mapping, hostvars: Mapping, format: str = "
     return _TOPOLOGY_FORMATS[format](_plan(mesh, groups, hostvars, "mesh_topology"))
 
 
+def envoy_keep_clusters(files: Mapping[str, str], current: Mapping[str, str]) -> dict[str, str]:
+    """``files`` (Envoy files by path) with each ``cds.yaml`` also keeping the clusters of the running one
+    (``current``: base64 file contents by path, as ``ansible.builtin.slurp`` returns them)."""
+    if not isinstance(files, Mapping) or not isinstance(current, Mapping):
+        raise AnsibleFilterError("envoy_keep_clusters: pass the files by path and the current files by path")
+    kept = dict(files)
+    for path, encoded in current.items():
+        if path in kept and path.endswith("/cds.yaml"):
+            text = base64.b64decode(str(encoded)).decode("utf-8", errors="replace")
+            kept[path] = keep_current_clusters(kept[path], text)
+    return kept
+
+
 class FilterModule:
     """The mesh compiler's filters."""
 
     def filters(self) -> dict[str, Callable]:
         return {
+            "envoy_keep_clusters": envoy_keep_clusters,
             "mesh_plan": mesh_plan,
             "mesh_render": mesh_render,
             "mesh_host_files": mesh_host_files,

@@ -655,3 +655,36 @@ def render_envoy_instance(plan: MeshPlan, instance: InstancePlan) -> dict[str, s
 def render_envoy_host(plan: MeshPlan, host: str) -> dict[str, str]:
     """Every file of every Envoy sidecar on ``host``, by absolute path."""
     return EnvoyRenderer(plan).host_files(host)
+
+
+def _resources(text: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """A rendered xDS file split into the lines up to ``resources:`` and its items as (name, lines)."""
+    lines = text.rstrip("\n").split("\n")
+    if "resources:" not in lines:
+        return lines, []
+    start = lines.index("resources:") + 1
+    items: list[tuple[str, list[str]]] = []
+    for line in lines[start:]:
+        if line.startswith("  - "):
+            items.append(("", [line]))
+        elif items:
+            items[-1][1].append(line)
+    named = []
+    for _name, item in items:
+        keys = [item[0][4:], *(line[4:] for line in item[1:] if line.startswith("    ") and line[4:5] != " ")]
+        name = next((key[6:] for key in keys if key.startswith("name: ")), "")
+        named.append((name, item))
+    return lines[:start], named
+
+
+def keep_current_clusters(new_cds: str, current_cds: str) -> str:
+    """``new_cds`` plus the clusters of ``current_cds`` that it drops: what a running sidecar gets before its new
+    listeners, so that no route ever names a cluster Envoy has already removed (the new ``cds.yaml`` follows them)."""
+    head, new_items = _resources(new_cds)
+    _current_head, current_items = _resources(current_cds)
+    names = {name for name, _item in new_items}
+    kept = [item for name, item in current_items if name and name not in names]
+    if not kept or not new_items:
+        return new_cds
+    lines = head + [line for _name, item in new_items for line in item] + [line for item in kept for line in item]
+    return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def test_every_filter_has_a_documentation_side_file() -> None:
         assert f"vmmesh.mesh.{name}" in doc["EXAMPLES"]
         assert "_value" in doc["RETURN"]
         options = set(doc["DOCUMENTATION"]["options"])
-        assert {"_input", "groups", "hostvars"} <= options
+        # the mesh_* filters plan the model with the inventory
+        assert {"_input", "groups", "hostvars"} <= options if name.startswith("mesh_") else "_input" in options
 
 
 def test_mesh_plan(shop: tuple) -> None:
@@ -104,3 +106,14 @@ def test_warnings_are_displayed(shop: tuple, monkeypatch: pytest.MonkeyPatch) ->
     plan = filters.mesh_plan(mesh, groups, hostvars)
     assert shown == [f"vmmesh.mesh: {plan['warnings'][0]}"]
     assert "the intentions deny web -> api" in shown[0]
+
+
+def test_envoy_keep_clusters_reads_what_slurp_returns(shop: tuple) -> None:
+    files = filters.mesh_envoy_files(*shop, "api1")
+    cds = "/etc/envoy/api/cds.yaml"
+    old = files[cds] + "  - name: upstream.gone\n    type: STATIC\n"
+    kept = filters.envoy_keep_clusters(files, {cds: base64.b64encode(old.encode()).decode()})
+    assert kept[cds].endswith("  - name: upstream.gone\n    type: STATIC\n")
+    assert {path: text for path, text in kept.items() if path != cds} == {p: t for p, t in files.items() if p != cds}
+    with pytest.raises(AnsibleFilterError):
+        filters.envoy_keep_clusters(files, None)

@@ -14,6 +14,7 @@ from ansible_collections.vmmesh.mesh.plugins.module_utils.render_envoy import (
     bootstrap,
     clusters,
     duration,
+    keep_current_clusters,
     listeners,
     render_envoy_host,
     render_envoy_instance,
@@ -360,3 +361,27 @@ def test_envoy_accepts_the_rendered_configuration(
         mesh["intentions"].append({"source": "api", "destination": "web", "action": "deny"})
     plan = plan_mesh(mesh, groups, hostvars)
     assert _validate_all_hosts(plan, tmp_path, validate_envoy, file_writer) == 5
+
+
+def test_the_transition_keeps_the_clusters_the_new_file_drops(shop: tuple) -> None:
+    """api stops calling db: db's cluster stays in the transition file until the listeners no longer name it."""
+    path = "/etc/envoy/api/cds.yaml"
+    before = render_envoy_host(plan_mesh(*shop), "api1")[path]
+    mesh, groups, hostvars = shop
+    mesh["services"]["api"]["upstreams"] = []
+    after = render_envoy_host(plan_mesh(mesh, groups, hostvars), "api1")[path]
+
+    def names(text: str) -> list[str]:
+        return [cluster["name"] for cluster in yaml.safe_load(text)["resources"]]
+
+    assert "upstream.db" in names(before) and "upstream.db" not in names(after)
+    merged = keep_current_clusters(after, before)
+    assert names(merged) == [*names(after), "upstream.db"]
+    assert (
+        yaml.safe_load(merged)["resources"][-1]
+        == yaml.safe_load(before)["resources"][names(before).index("upstream.db")]
+    )
+    # nothing dropped, or nothing running yet: the new file as it is
+    assert keep_current_clusters(after, after) == after
+    assert keep_current_clusters(before, after) == before
+    assert keep_current_clusters(after, "") == after

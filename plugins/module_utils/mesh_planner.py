@@ -669,6 +669,34 @@ def _rescaled(targets: tuple[UpstreamTarget, ...]) -> tuple[UpstreamTarget, ...]
     return tuple(replace(target, weight=weight) for target, weight in zip(targets, weights, strict=True))
 
 
+def rollout_order(plan: MeshPlan) -> list[str]:
+    """The hosts in the order a rollout should take them: hosts of called services before their callers.
+
+    A service's depth is 0 without upstreams, else one more than its deepest upstream (a cycle counts as 0); a
+    host goes by the shallowest service it runs, then the deepest, then its name. A returning or new instance then
+    serves before the callers that learn of it are changed.
+    """
+    model = plan.model
+    depths: dict[str, int] = {}
+
+    def depth(name: str, visiting: frozenset[str] = frozenset()) -> int:
+        if name in visiting:
+            return 0
+        if name not in depths:
+            upstreams = sorted(upstream.service for upstream in model.services[name].upstreams)
+            depths[name] = 1 + max((depth(other, visiting | {name}) for other in upstreams), default=-1)
+        return depths[name]
+
+    for name in sorted(model.services):
+        depth(name)
+
+    def key(host: str) -> tuple[int, int, str]:
+        service_depths = [depth(instance.service) for instance in plan.hosts[host].instances]
+        return (min(service_depths, default=0), max(service_depths, default=0), host)
+
+    return sorted(plan.hosts, key=key)
+
+
 def host_listeners(plan: MeshPlan, host: str) -> list[Listener]:
     """Every listening socket on ``host``, sorted by port (computed on demand: big meshes have many)."""
     host_plan = plan.hosts[host]

@@ -15,6 +15,7 @@ Shape (``format_version`` 1), every list sorted::
                         authorization: {default, rules: [{source, identity, action, paths, methods}]}}
     hosts:     name -> {address, services, listeners: [{kind, address, port, service, upstream}]}
     edges:     [{source, destination, local_port}]   (declared upstreams the intentions allow)
+    rollout:   [host]   (the order for a rollout: hosts of called services before their callers)
     drained:   [host]   (hosts kept out of the mesh by their variable mesh_drained; they run no instance)
     warnings:  [message]
 """
@@ -26,6 +27,7 @@ from ansible_collections.vmmesh.mesh.plugins.module_utils.mesh_planner import (
     MeshPlan,
     ServicePlan,
     host_listeners,
+    rollout_order,
 )
 from ansible_collections.vmmesh.mesh.plugins.module_utils.render_yaml import to_json
 
@@ -126,6 +128,7 @@ def plan_document(plan: MeshPlan) -> dict:
             {"source": edge.source, "destination": edge.destination, "local_port": edge.local_port}
             for edge in sorted(plan.edges, key=lambda edge: (edge.source, edge.destination))
         ],
+        "rollout": rollout_order(plan),
         "drained": sorted(model.drained_hosts),
         "warnings": list(plan.warnings),
     }

@@ -12,6 +12,7 @@ from ansible_collections.vmmesh.mesh.plugins.module_utils.mesh_planner import (
     authorizations,
     host_listeners,
     plan_mesh,
+    rollout_order,
     stable_hash,
 )
 from ansible_collections.vmmesh.mesh.tests.unit.conftest import SHOP_LAYOUT, make_inventory
@@ -289,3 +290,16 @@ def test_draining_every_subset_of_a_split_is_an_error_even_with_other_hosts_left
     assert "every host of the subsets of api that web calls is drained; drain one subset's hosts at a time" in str(
         caught.value
     )
+
+
+def test_the_rollout_takes_called_services_before_their_callers(shop: tuple) -> None:
+    """db (no upstream) before api (calls db) before web (calls api and db); hosts by name within a level."""
+    assert rollout_order(plan_mesh(*shop)) == ["db1", "api1", "api2", "web1", "web2"]
+
+
+def test_the_rollout_survives_a_cycle(shop: tuple) -> None:
+    mesh, groups, hostvars = shop
+    mesh["services"]["db"]["protocol"] = "http"
+    mesh["services"]["db"]["upstreams"] = [{"service": "web", "local_port": 9010}]
+    mesh["intentions"].append({"source": "db", "destination": "web", "action": "allow"})
+    assert sorted(rollout_order(plan_mesh(mesh, groups, hostvars))) == ["api1", "api2", "db1", "web1", "web2"]

@@ -128,7 +128,7 @@ def test_topology(shop: tuple) -> None:
 def test_plan_document_has_the_documented_shape(shop: tuple) -> None:
     plan = plan_mesh(*shop)
     document = plan_document(plan)
-    assert set(document) == {"format_version", "mesh", "services", "hosts", "edges", "drained", "warnings"}
+    assert set(document) == {"format_version", "mesh", "services", "hosts", "edges", "rollout", "drained", "warnings"}
     api = document["services"]["api"]
     assert api["identity"] == "spiffe://shop.mesh/ns/default/dc/dc1/svc/api"
     assert api["protocol"] == "grpc"

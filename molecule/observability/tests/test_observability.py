@@ -160,6 +160,27 @@ def test_textfile_collector_publishes_files_from_its_directory() -> None:
         host.run("rm -f /var/lib/node_exporter/textfile/probe.prom")
 
 
+def test_every_certificate_shows_its_days_left_in_prometheus() -> None:
+    """The certificates role's textfile, through node_exporter and the recording rule, per host and service."""
+    placed = {
+        (instance["host"], name) for name, service in PLAN["services"].items() for instance in service["instances"]
+    }
+    found, _waited = _wait(lambda: _values("vmmesh:certificate_days_left", "host", "service"), 4 * SCRAPE_INTERVAL)
+    assert set(found) == placed
+    for (host, service), days_left in found.items():
+        not_after = _host(host).check_output(f"openssl x509 -noout -enddate -in /etc/vmmesh/certs/{service}/cert.pem")
+        expires = _host(host).check_output(f"date -d '{not_after.split('=', 1)[1]}' +%s")
+        assert abs(days_left - (int(expires) - time.time()) / 86400) < 0.01, (host, service, days_left)
+
+    # The scenario's certificates live two days (prepare.yml): the expiry alerts fire, each for every certificate.
+    def firing(alert: str) -> set[tuple]:
+        return set(_values(f'ALERTS{{alertname="{alert}",alertstate="firing"}}', "host", "service"))
+
+    soon, _waited = _wait(lambda: firing("VmmeshCertificateExpiresSoon") == placed, 4 * SCRAPE_INTERVAL)
+    assert soon, firing("VmmeshCertificateExpiresSoon")
+    assert firing("VmmeshCertificateExpiresVerySoon") == {key for key, days in found.items() if days < 2}
+
+
 @pytest.mark.parametrize("name", HOSTS)
 def test_exporter_runs_as_its_own_user_from_the_role_unit(name: str) -> None:
     host = _host(name)

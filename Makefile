@@ -113,9 +113,14 @@ molecule: venv link lab-prereqs ## Every molecule scenario, one after another
 	    molecule test --scenario-name "$$scenario"; \
 	done
 
-.PHONY: bench
-bench: venv link ## Benchmarks (not part of make test)
+.PHONY: bench bench-planner bench-mesh
+bench: bench-planner bench-mesh ## Benchmarks (not part of make test): the compiler, then the data path on a lab
+
+bench-planner: venv link ## Benchmark of the mesh compiler (tests/bench/results/planner.json)
 	$(BIN)/python tests/bench/planner_bench.py
+
+bench-mesh: venv link lab-prereqs ## Benchmark of the data path on its own lab (docs/benchmarks/data-path.md)
+	$(BIN)/python tests/bench/mesh_bench.py $(BENCH_ARGS)
 
 # --- the lab ---------------------------------------------------------------------
 

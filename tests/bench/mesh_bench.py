@@ -1,0 +1,304 @@
+"""Benchmark of the data path: what a pair of vmmesh sidecars adds to a call, next to a direct connection.
+
+On the benchmarks' lab (tests/bench/mesh/hosts.yml: a Consul server, bench1 with the load generator, bench2 with
+the echo servers), converged with playbooks/site.yml as a user's mesh is, fortio sends HTTP/1.1 POSTs with a 1 KB
+body (echoed back, so 1 KB each way) over keep-alive connections at a fixed rate, along five paths in the same run:
+
+    direct           bench1 -> bench2's echo server, plain HTTP, no sidecar
+    envoy-envoy      Envoy -> Envoy, mTLS between the sidecars
+    envoy-haproxy    Envoy -> HAProxy
+    haproxy-haproxy  HAProxy -> HAProxy
+    haproxy-envoy    HAProxy -> Envoy
+
+Each run warms every path up (discarded), then measures each path in turn; the order rotates from run to run so
+that drift on the shared machine spreads over the paths. Per path and run it records fortio's p50, p90, p99 and
+p99.9, the requests that did not answer 200, the CPU seconds of each sidecar on the path per 1,000 requests (from
+the sidecar unit's cgroup), the TLS connections the callee's sidecar accepted per 1,000 requests, and at the end
+each sidecar's peak RSS. Reports medians over the runs and the difference to direct, with the machine and versions,
+as JSON and a Markdown table in docs/benchmarks/.
+
+Not a timed test: run it with ``make bench-mesh`` (or ``.venv/bin/python tests/bench/mesh_bench.py``).
+Options: ``--rate`` requests/s (default 500), ``--connections`` (default 8), ``--seconds`` per measurement
+(default 20), ``--warmup`` seconds (default 5), ``--runs`` (default 3), ``--keep`` to leave the lab up,
+``--reuse`` to measure on a lab left up by ``--keep`` without converging it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from planner_bench import machine
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "tests" / "bench" / "mesh"
+INVENTORY = BENCH / "hosts.yml"
+OUTPUT = ROOT / "docs" / "benchmarks"
+LAB = [sys.executable, str(ROOT / "lab" / "lab"), "--inventory", str(INVENTORY)]
+LOAD, ECHO = "vmmesh-bench1", "vmmesh-bench2"
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+BODY_BYTES = 1024
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kwargs) -> str:
+    result = subprocess.run(cmd, text=True, capture_output=True, check=False, **kwargs)
+    if result.returncode != 0:
+        raise SystemExit(
+            f"bench: `{' '.join(cmd[:6])} ...` exited {result.returncode}:\n{(result.stdout + result.stderr)[-3000:]}"
+        )
+    return result.stdout
+
+
+def on(host: str, script: str) -> str:
+    return run(["podman", "exec", host, "sh", "-c", script])
+
+
+def paths(mesh: dict, plan: dict) -> dict[str, dict]:
+    """Each path: the URL fortio calls on bench1 and the sidecars it crosses, as (host, sidecar, service, admin)."""
+
+    def instance(service: str) -> dict:
+        (found,) = plan["services"][service]["instances"]
+        return found
+
+    def sidecar(service: str) -> tuple[str, str, str, int]:
+        at = instance(service)
+        return at["host"], at["sidecar"], service, at.get("admin_port") or 0
+
+    echo = instance("echo-envoy")
+    found = {"direct": {"url": f"http://{plan['hosts'][ECHO]['address']}:{echo['port']}/echo", "sidecars": []}}
+    for caller in ("load-envoy", "load-haproxy"):
+        for upstream in mesh["services"][caller]["upstreams"]:
+            callee = upstream["service"]
+            name = f"{caller.split('-')[1]}-{callee.split('-')[1]}"
+            found[name] = {
+                "url": f"http://127.0.0.1:{upstream['local_port']}/echo",
+                "sidecars": [sidecar(caller), sidecar(callee)],
+            }
+    return found
+
+
+def unit(sidecar: str, service: str) -> str:
+    return f"envoy@{service}.service" if sidecar == "envoy" else "haproxy.service"
+
+
+def pids(host: str, sidecar: str, service: str) -> list[str]:
+    """The unit's main process and its children (HAProxy's workers).
+
+    The lab hosts see cgroup v1 without per-unit accounting, so CPU and memory are read from /proc.
+    """
+    main = on(host, f"systemctl show -P MainPID {unit(sidecar, service)}").strip()
+    return [main, *on(host, f"pgrep -P {main} || true").split()]
+
+
+def cpu_seconds(host: str, sidecar: str, service: str) -> float:
+    """CPU time (user and system, every thread) of the sidecar's processes so far."""
+    out = on(host, f"cat {' '.join(f'/proc/{pid}/stat' for pid in pids(host, sidecar, service))}; getconf CLK_TCK")
+    *stats, ticks = out.splitlines()
+    # utime and stime are fields 14 and 15; the command name before them may hold spaces, so count after ")".
+    return sum(int(f) for line in stats for f in line.rsplit(")", 1)[1].split()[11:13]) / int(ticks)
+
+
+def peak_rss_mb(host: str, sidecar: str, service: str) -> float:
+    """The sum of the peak resident sizes (VmHWM) of the sidecar's processes."""
+    out = on(host, f"grep -h VmHWM {' '.join(f'/proc/{pid}/status' for pid in pids(host, sidecar, service))}")
+    return sum(int(line.split()[1]) for line in out.splitlines()) / 1024
+
+
+def tls_accepted(host: str, sidecar: str, admin_port: int) -> int:
+    """TLS connections the callee's sidecar accepted so far (every inbound TLS listener, or every HAProxy frontend)."""
+    if sidecar == "envoy":
+        out = on(host, f"curl -sf -m 5 'http://127.0.0.1:{admin_port}/stats?filter=^listener\\..*ssl\\.handshake$'")
+        return sum(int(line.rsplit(":", 1)[1]) for line in out.splitlines() if line.strip())
+    out = on(host, "echo 'show info' | nc -U -N /run/haproxy/admin.sock")
+    return next(int(line.split(":", 1)[1]) for line in out.splitlines() if line.startswith("CumSslConns:"))
+
+
+def fortio(url: str, rate: int, connections: int, seconds: float) -> dict:
+    out = on(
+        LOAD,
+        f"fortio load -quiet -json - -qps {rate} -c {connections} -t {seconds}s -payload-size {BODY_BYTES} -r 0.00001 "
+        f"-p {','.join(str(p) for p in PERCENTILES)} -allow-initial-errors {url}",
+    )
+    return json.loads(out[out.index("{") :])
+
+
+def measure(path: dict, rate: int, connections: int, seconds: float) -> dict:
+    sidecars = path["sidecars"]
+    callee = sidecars[-1] if sidecars else None
+    cpu_before = [cpu_seconds(host, kind, service) for host, kind, service, _admin in sidecars]
+    tls_before = tls_accepted(callee[0], callee[1], callee[3]) if callee else 0
+    result = fortio(path["url"], rate, connections, seconds)
+    cpu_after = [cpu_seconds(host, kind, service) for host, kind, service, _admin in sidecars]
+    tls_after = tls_accepted(callee[0], callee[1], callee[3]) if callee else 0
+    histogram = result["DurationHistogram"]
+    requests = histogram["Count"]
+    per_thousand = 1000 / requests if requests else 0
+    return {
+        "requests": requests,
+        "qps": result["ActualQPS"],
+        "not_200": requests - result["RetCodes"].get("200", 0),
+        "latency_ms": {f"p{p['Percentile']:g}": p["Value"] * 1000 for p in histogram["Percentiles"]},
+        "cpu_s_per_1k": {
+            f"{kind}:{service}": (after - before) * per_thousand
+            for (_host, kind, service, _admin), before, after in zip(sidecars, cpu_before, cpu_after, strict=True)
+        },
+        "tls_per_1k": (tls_after - tls_before) * per_thousand,
+    }
+
+
+def median_of(runs: list[dict]) -> dict:
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    return {
+        "requests": sum(r["requests"] for r in runs),
+        "not_200": sum(r["not_200"] for r in runs),
+        "qps": med([r["qps"] for r in runs]),
+        "latency_ms": {key: med([r["latency_ms"][key] for r in runs]) for key in runs[0]["latency_ms"]},
+        "cpu_s_per_1k": {key: med([r["cpu_s_per_1k"][key] for r in runs]) for key in runs[0]["cpu_s_per_1k"]},
+        "tls_per_1k": med([r["tls_per_1k"] for r in runs]),
+    }
+
+
+def versions() -> dict:
+    pins = yaml.safe_load((ROOT / "roles" / "_common" / "vars" / "versions.yml").read_text())["_vmmesh_versions"]
+    return {
+        "envoy": pins["envoy"]["version"],
+        "haproxy": on(ECHO, "haproxy -v | head -1").split()[2],
+        "consul": pins["consul"]["version"],
+        "fortio": on(LOAD, "fortio version").strip(),
+        "kernel": run(["uname", "-r"]).strip(),
+        "podman": run(["podman", "--version"]).split()[-1],
+    }
+
+
+def markdown(report: dict) -> str:
+    settings = report["settings"]
+    lines = [
+        "# Data-path benchmark",
+        "",
+        f"Measured {report['date']} on the benchmarks' lab (`make bench-mesh`): {report['machine']['cpus']} cores "
+        f"({report['machine']['cpu']}), every lab host a container on the same cores. HTTP/1.1 POST with a "
+        f"{BODY_BYTES}-byte body echoed back, keep-alive, {settings['rate']} requests/s over "
+        f"{settings['connections']} connections, {settings['seconds']} s per measurement after a "
+        f"{settings['warmup']} s warm-up, median of {settings['runs']} runs. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+        + ".",
+        "",
+        "| Path | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | sidecar CPU s / 1k req "
+        "| TLS conns / 1k req | peak RSS MB | not 200 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: |",
+    ]
+    direct = report["paths"]["direct"]["median"]["latency_ms"]
+    for name, path in report["paths"].items():
+        median = path["median"]
+        latency = median["latency_ms"]
+        cpu = ", ".join(f"{k.split(':')[0]} {v:.3f}" for k, v in median["cpu_s_per_1k"].items()) or "-"
+        rss = ", ".join(f"{k.split(':')[0]} {v:.1f}" for k, v in path.get("peak_rss_mb", {}).items()) or "-"
+        tls = f"{median['tls_per_1k']:.2f}" if path["sidecars"] else "-"
+        lines.append(
+            f"| {name} | {latency['p50']:.3f} | {latency['p90']:.3f} | {latency['p99']:.3f} | {latency['p99.9']:.3f} "
+            f"| {latency['p50'] - direct['p50']:+.3f} | {latency['p99'] - direct['p99']:+.3f} | {cpu} | {tls} "
+            f"| {rss} | {median['not_200']} |"
+        )
+    lines += [
+        "",
+        "CPU and RSS are per sidecar on the path, caller first. Peak RSS is the sum of the peak resident sizes of "
+        "the sidecar unit's processes over the whole benchmark (an HAProxy unit serves every HAProxy service of its "
+        "host). TLS connections are counted where the callee's sidecar accepts them.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    parser.add_argument("--reuse", action="store_true", help="measure on the lab left up, without converging it")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args()
+
+    cache = Path(os.environ.get("VMMESH_CACHE", Path.home() / ".cache" / "vmmesh"))
+    env = dict(
+        os.environ,
+        VMMESH_LAB_STATE=str(cache / "bench-state"),
+        VMMESH_FORTIO=run([*LAB, "fortio"]).strip().splitlines()[-1],
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+    )
+    render = ROOT / ".build" / "bench"
+    playbook = ["ansible-playbook", "-i", str(INVENTORY)]
+    try:
+        if not args.reuse:
+            log("bringing up the benchmarks' lab")
+            subprocess.run([*LAB, "up"], check=True)
+            for book in (BENCH / "apps.yml", ROOT / "playbooks" / "site.yml"):
+                log(f"applying {book.relative_to(ROOT)}")
+                started = time.monotonic()
+                run([*playbook, str(book)], env=env)
+                log(f"{book.name} took {time.monotonic() - started:.0f} s")
+        run([*playbook, str(ROOT / "playbooks" / "render.yml"), "-e", f"mesh_render_dir={render}"], env=env)
+        plan = json.loads((render / "plan.json").read_text())
+        mesh = yaml.safe_load((BENCH / "group_vars" / "all" / "mesh.yml").read_text())["mesh"]
+        found = paths(mesh, plan)
+        names = list(found)
+        log(f"warming up {', '.join(names)}")
+        for name in names:
+            fortio(found[name]["url"], args.rate, args.connections, args.warmup)
+        runs: dict[str, list[dict]] = {name: [] for name in names}
+        for number in range(args.runs):
+            order = names[number % len(names) :] + names[: number % len(names)]
+            for name in order:
+                result = measure(found[name], args.rate, args.connections, args.seconds)
+                runs[name].append(result)
+                log(
+                    f"run {number + 1}/{args.runs} {name}: p50 {result['latency_ms']['p50']:.3f} ms, "
+                    f"p99 {result['latency_ms']['p99']:.3f} ms, {result['not_200']} not 200"
+                )
+        report = {
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "machine": machine(),
+            "versions": versions(),
+            "settings": vars(args) | {"output": str(args.output), "body_bytes": BODY_BYTES},
+            "paths": {
+                name: {
+                    "url": found[name]["url"],
+                    "sidecars": [f"{kind}:{service}@{host}" for host, kind, service, _admin in found[name]["sidecars"]],
+                    "runs": runs[name],
+                    "median": median_of(runs[name]),
+                    "peak_rss_mb": {
+                        f"{kind}:{service}": peak_rss_mb(host, kind, service)
+                        for host, kind, service, _admin in found[name]["sidecars"]
+                    },
+                }
+                for name in names
+            },
+        }
+    finally:
+        if not args.keep:
+            log("tearing the benchmarks' lab down")
+            subprocess.run([*LAB, "down"], check=False)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "data-path.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.output / "data-path.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The data-path benchmark's own logic: the paths it derives from its mesh, and what it reports.
+
+The measurement itself needs the benchmarks' lab (``make bench-mesh``); here the planner plans the benchmarks'
+real model and inventory, so a change to either that would break the harness shows up in ``make test``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+BENCH = ROOT / "tests" / "bench"
+sys.path.insert(0, str(BENCH))
+
+import mesh_bench  # noqa: E402
+from ansible_collections.vmmesh.mesh.plugins.filter.mesh import mesh_plan  # noqa: E402
+
+
+def _inventory() -> tuple[dict, dict]:
+    """groups and hostvars of tests/bench/mesh/hosts.yml, with the bench's group_vars."""
+    data = yaml.safe_load((BENCH / "mesh" / "hosts.yml").read_text())
+    groups: dict[str, list[str]] = {"all": []}
+    hostvars: dict[str, dict] = {}
+
+    def walk(name: str, group: dict) -> list[str]:
+        members = []
+        for host, values in (group.get("hosts") or {}).items():
+            hostvars.setdefault(host, {}).update(values or {})
+            members.append(host)
+        for child, body in (group.get("children") or {}).items():
+            members += walk(child, body or {})
+        groups[name] = sorted(set(groups.get(name, []) + members))
+        return members
+
+    walk("all", data["all"])
+    mesh = yaml.safe_load((BENCH / "mesh" / "group_vars" / "all" / "mesh.yml").read_text())["mesh"]
+    for host in hostvars:
+        hostvars[host]["mesh"] = mesh
+    return mesh, mesh_plan(mesh, groups, hostvars)
+
+
+def test_the_paths_cover_direct_and_every_sidecar_pair() -> None:
+    mesh, plan = _inventory()
+    paths = mesh_bench.paths(mesh, plan)
+    assert list(paths) == ["direct", "envoy-envoy", "envoy-haproxy", "haproxy-haproxy", "haproxy-envoy"]
+    assert paths["direct"] == {"url": "http://10.89.71.31:8081/echo", "sidecars": []}
+    assert paths["envoy-haproxy"]["url"] == "http://127.0.0.1:9102/echo"
+    (caller, callee) = paths["envoy-haproxy"]["sidecars"]
+    assert caller[:3] == (mesh_bench.LOAD, "envoy", "load-envoy") and caller[3] > 0
+    assert callee[:3] == (mesh_bench.ECHO, "haproxy", "echo-haproxy")
+    for name, path in paths.items():
+        kinds = [sidecar[1] for sidecar in path["sidecars"]]
+        assert "-".join(kinds) == ("" if name == "direct" else name)
+
+
+def _run(p50: float, p99: float, cpu: float, tls: float, not_200: int = 0) -> dict:
+    latency = {"p50": p50, "p90": p50 * 2, "p99": p99, "p99.9": p99 * 2}
+    return {
+        "requests": 1000,
+        "qps": 500.0,
+        "not_200": not_200,
+        "latency_ms": latency,
+        "cpu_s_per_1k": {"envoy:load-envoy": cpu},
+        "tls_per_1k": tls,
+    }
+
+
+def test_medians_are_taken_per_figure_and_failures_summed() -> None:
+    median = mesh_bench.median_of([_run(1.0, 9.0, 0.3, 0.0), _run(3.0, 5.0, 0.1, 2.0, 1), _run(2.0, 7.0, 0.2, 1.0)])
+    assert median["latency_ms"]["p50"] == 2.0 and median["latency_ms"]["p99"] == 7.0
+    assert median["cpu_s_per_1k"] == {"envoy:load-envoy": 0.2}
+    assert median["tls_per_1k"] == 1.0
+    assert (median["requests"], median["not_200"]) == (3000, 1)
+
+
+@pytest.mark.parametrize(("p50", "added"), [(1.25, "+0.750"), (0.25, "-0.250")])
+def test_the_table_shows_the_difference_to_direct(p50: float, added: str) -> None:
+    direct = mesh_bench.median_of([_run(0.5, 2.0, 0.0, 0.0)])
+    direct["cpu_s_per_1k"] = {}
+    report = {
+        "date": "2026-11-27",
+        "machine": {"cpus": 2, "cpu": "test"},
+        "versions": {"envoy": "1.36.4"},
+        "settings": {"rate": 500, "connections": 8, "seconds": 20, "warmup": 5, "runs": 1},
+        "paths": {
+            "direct": {"sidecars": [], "median": direct, "peak_rss_mb": {}},
+            "envoy-envoy": {
+                "sidecars": ["envoy:load-envoy@b1"],
+                "median": mesh_bench.median_of([_run(p50, 3.0, 0.2, 0.5)]),
+                "peak_rss_mb": {"envoy:load-envoy": 40.0},
+            },
+        },
+    }
+    rows = [line for line in mesh_bench.markdown(report).splitlines() if line.startswith("| envoy-envoy")]
+    assert rows and f"| {added} | +1.000 |" in rows[0] and "envoy 0.200" in rows[0] and "envoy 40.0" in rows[0]

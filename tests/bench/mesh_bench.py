@@ -20,7 +20,9 @@ as JSON and a Markdown table in docs/benchmarks/.
 Not a timed test: run it with ``make bench-mesh`` (or ``.venv/bin/python tests/bench/mesh_bench.py``).
 Options: ``--rate`` requests/s (default 500), ``--connections`` (default 8), ``--seconds`` per measurement
 (default 20), ``--warmup`` seconds (default 5), ``--runs`` (default 3), ``--keep`` to leave the lab up,
-``--reuse`` to measure on a lab left up by ``--keep`` without converging it again.
+``--reuse`` to measure on a lab left up by ``--keep`` without converging it again, ``--paths direct,envoy-envoy``
+to measure only those, ``--max-rate`` to also search each path's highest rate with p99 under ``--p99-limit``
+(default 10 ms).
 """
 
 from __future__ import annotations
@@ -157,6 +159,24 @@ def measure(path: dict, rate: int, connections: int, seconds: float) -> dict:
     }
 
 
+def highest_rate(url: str, start: int, connections: int, seconds: float, limit_ms: float) -> dict:
+    """The highest rate of a geometric series (x1.5 from `start`) that fortio sustains with p99 under `limit_ms`.
+
+    A step passes when fortio reaches 95 % of the asked rate, every request answers 200 and p99 < limit_ms; the
+    search stops at the first step that fails. Returns the passing rate (0 when even `start` fails) and every step.
+    """
+    steps, rate, passed = [], start, 0
+    while True:
+        result = fortio(url, rate, connections, seconds)
+        p99 = next(p["Value"] for p in result["DurationHistogram"]["Percentiles"] if p["Percentile"] == 99) * 1000
+        count = result["DurationHistogram"]["Count"]
+        ok = result["ActualQPS"] >= 0.95 * rate and result["RetCodes"].get("200", 0) == count and p99 < limit_ms
+        steps.append({"rate": rate, "qps": result["ActualQPS"], "p99_ms": p99, "passed": ok})
+        if not ok:
+            return {"rate": passed, "steps": steps}
+        passed, rate = rate, int(rate * 1.5)
+
+
 def median_of(runs: list[dict]) -> dict:
     def med(values: list[float]) -> float:
         return statistics.median(values)
@@ -200,7 +220,7 @@ def markdown(report: dict) -> str:
         "| TLS conns / 1k req | peak RSS MB | not 200 |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: |",
     ]
-    direct = report["paths"]["direct"]["median"]["latency_ms"]
+    direct = report["paths"].get("direct", {}).get("median", {}).get("latency_ms", {"p50": 0.0, "p99": 0.0})
     for name, path in report["paths"].items():
         median = path["median"]
         latency = median["latency_ms"]
@@ -212,6 +232,23 @@ def markdown(report: dict) -> str:
             f"| {latency['p50'] - direct['p50']:+.3f} | {latency['p99'] - direct['p99']:+.3f} | {cpu} | {tls} "
             f"| {rss} | {median['not_200']} |"
         )
+    searched = {name: path["highest_rate"] for name, path in report["paths"].items() if "highest_rate" in path}
+    if searched:
+        limit = settings["p99_limit"]
+        lines += [
+            "",
+            f"Highest rate with p99 under {limit:g} ms ({settings['connections']} connections, steps of x1.5 from "
+            f"{settings['rate']}/s, {settings['seconds'] / 2:g} s each; the first failing step is shown):",
+            "",
+            "| Path | highest rate/s | first failing step |",
+            "| --- | ---: | --- |",
+        ]
+        for name, found in searched.items():
+            failed = found["steps"][-1]
+            lines.append(
+                f"| {name} | {found['rate']} | {failed['rate']}/s asked: {failed['qps']:.0f}/s reached, "
+                f"p99 {failed['p99_ms']:.2f} ms |"
+            )
     lines += [
         "",
         "CPU and RSS are per sidecar on the path, caller first. Peak RSS is the sum of the peak resident sizes of "
@@ -229,6 +266,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--paths", default="", help="comma-separated paths to measure (default: all)")
+    parser.add_argument(
+        "--max-rate", action="store_true", help="also search each path's highest rate with p99 under --p99-limit"
+    )
+    parser.add_argument("--p99-limit", type=float, default=10.0, help="milliseconds (default 10)")
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     parser.add_argument("--reuse", action="store_true", help="measure on the lab left up, without converging it")
     parser.add_argument("--output", type=Path, default=OUTPUT)
@@ -256,6 +298,8 @@ def main() -> int:
         plan = json.loads((render / "plan.json").read_text())
         mesh = yaml.safe_load((BENCH / "group_vars" / "all" / "mesh.yml").read_text())["mesh"]
         found = paths(mesh, plan)
+        if args.paths:
+            found = {name: found[name] for name in args.paths.split(",")}
         names = list(found)
         log(f"warming up {', '.join(names)}")
         for name in names:
@@ -270,6 +314,21 @@ def main() -> int:
                     f"run {number + 1}/{args.runs} {name}: p50 {result['latency_ms']['p50']:.3f} ms, "
                     f"p99 {result['latency_ms']['p99']:.3f} ms, {result['not_200']} not 200"
                 )
+        # Peak RSS at the benchmark's rate, before the search drives the sidecars harder.
+        rss = {
+            name: {
+                f"{kind}:{service}": peak_rss_mb(host, kind, service)
+                for host, kind, service, _admin in found[name]["sidecars"]
+            }
+            for name in names
+        }
+        highest = {}
+        if args.max_rate:
+            for name in names:
+                highest[name] = highest_rate(
+                    found[name]["url"], args.rate, args.connections, args.seconds / 2, args.p99_limit
+                )
+                log(f"{name}: highest rate with p99 under {args.p99_limit:g} ms: {highest[name]['rate']}/s")
         report = {
             "date": time.strftime("%Y-%m-%d", time.gmtime()),
             "machine": machine(),
@@ -281,11 +340,9 @@ def main() -> int:
                     "sidecars": [f"{kind}:{service}@{host}" for host, kind, service, _admin in found[name]["sidecars"]],
                     "runs": runs[name],
                     "median": median_of(runs[name]),
-                    "peak_rss_mb": {
-                        f"{kind}:{service}": peak_rss_mb(host, kind, service)
-                        for host, kind, service, _admin in found[name]["sidecars"]
-                    },
+                    "peak_rss_mb": rss[name],
                 }
+                | ({"highest_rate": highest[name]} if name in highest else {})
                 for name in names
             },
         }

@@ -97,3 +97,20 @@ def test_the_table_shows_the_difference_to_direct(p50: float, added: str) -> Non
     }
     rows = [line for line in mesh_bench.markdown(report).splitlines() if line.startswith("| envoy-envoy")]
     assert rows and f"| {added} | +1.000 |" in rows[0] and "envoy 0.200" in rows[0] and "envoy 40.0" in rows[0]
+
+
+def test_the_rate_search_keeps_the_last_step_under_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stand-in for fortio: p99 grows with the rate, and past 1,600/s it cannot keep up.
+    def fake_fortio(url: str, rate: int, connections: int, seconds: float) -> dict:
+        p99 = rate / 200 / 1000
+        return {
+            "ActualQPS": min(rate, 1600),
+            "RetCodes": {"200": 100},
+            "DurationHistogram": {"Count": 100, "Percentiles": [{"Percentile": 99, "Value": p99}]},
+        }
+
+    monkeypatch.setattr(mesh_bench, "fortio", fake_fortio)
+    found = mesh_bench.highest_rate("http://x", 500, 8, 1, limit_ms=10.0)
+    assert [step["rate"] for step in found["steps"]] == [500, 750, 1125, 1687]
+    assert found["rate"] == 1125 and not found["steps"][-1]["passed"]
+    assert mesh_bench.highest_rate("http://x", 500, 8, 1, limit_ms=2.0)["rate"] == 0

@@ -39,6 +39,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 .PHONY: venv
 venv: $(VENV)/.installed ## Create .venv with the pinned Python dependencies
 
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	touch $@
+
 $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn $(CURDIR) $@
@@ -119,7 +123,7 @@ bench: bench-planner bench-mesh ## Benchmarks (not part of make test): the compi
 bench-planner: venv link ## Benchmark of the mesh compiler (tests/bench/results/planner.json)
 	$(BIN)/python tests/bench/planner_bench.py
 
-bench-mesh: venv link lab-prereqs ## Benchmark of the data path on its own lab (docs/benchmarks/data-path.md)
+bench-mesh: venv $(VENV)/.bench-installed link lab-prereqs ## Benchmark of the data path on its own lab (docs/benchmarks/data-path.md)
 	$(BIN)/python tests/bench/mesh_bench.py $(BENCH_ARGS)
 
 # --- the lab ---------------------------------------------------------------------

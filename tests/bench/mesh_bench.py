@@ -15,7 +15,7 @@ that drift on the shared machine spreads over the paths. Per path and run it rec
 p99.9, the requests that did not answer 200, the CPU seconds of each sidecar on the path per 1,000 requests (from
 the sidecar unit's cgroup), the TLS connections the callee's sidecar accepted per 1,000 requests, and at the end
 each sidecar's peak RSS. Reports medians over the runs and the difference to direct, with the machine and versions,
-as JSON and a Markdown table in docs/benchmarks/.
+as JSON, a Markdown table and a chart (chart.py) in docs/benchmarks/.
 
 Not a timed test: run it with ``make bench-mesh`` (or ``.venv/bin/python tests/bench/mesh_bench.py``).
 Options: ``--rate`` requests/s (default 500), ``--connections`` (default 8), ``--seconds`` per measurement
@@ -353,6 +353,12 @@ def main() -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "data-path.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.output / "data-path.md").write_text(markdown(report))
+    try:
+        from chart import draw
+    except ImportError:
+        log("no chart: matplotlib is missing (make bench installs requirements-bench.txt)")
+    else:
+        draw(report, args.output / "data-path.png")
     print(markdown(report))
     return 0
 

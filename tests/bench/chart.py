@@ -21,21 +21,21 @@ def draw(report: dict, target: Path) -> Path:
 
     names = list(report["paths"])
     medians = [report["paths"][name]["median"] for name in names]
-    figure, (latency, cost) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    figure, (latency, cost) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [3, 2]})
     width = 0.8 / len(PERCENTILES)
     for index, percentile in enumerate(PERCENTILES):
         offsets = [position + (index - (len(PERCENTILES) - 1) / 2) * width for position in range(len(names))]
         latency.bar(offsets, [m["latency_ms"][percentile] for m in medians], width, label=percentile)
-    latency.set_xticks(range(len(names)), names, rotation=15)
+    latency.set_xticks(range(len(names)), names, rotation=30, ha="right")
     latency.set_ylabel("latency, ms (median of runs)")
     settings = report["settings"]
-    latency.set_title(f"{settings['rate']} requests/s, {settings['connections']} connections, HTTP/1.1, 1 KB")
+    latency.set_title(f"{settings['rate']} requests/s, {settings['connections']} connections, 1 KB each way")
     latency.legend()
     latency.grid(axis="y", alpha=0.3)
 
     cpu = [sum(m["cpu_s_per_1k"].values()) for m in medians]
     cost.bar(range(len(names)), cpu, 0.6, color="tab:gray")
-    cost.set_xticks(range(len(names)), names, rotation=15)
+    cost.set_xticks(range(len(names)), names, rotation=30, ha="right")
     cost.set_ylabel("CPU seconds of the path's sidecars per 1,000 requests")
     cost.grid(axis="y", alpha=0.3)
     highest = [report["paths"][name].get("highest_rate", {}).get("rate") for name in names]

@@ -2,20 +2,26 @@
 
 On the benchmarks' lab (tests/bench/mesh/hosts.yml: a Consul server, bench1 with the load generator, bench2 with
 the echo servers), converged with playbooks/site.yml as a user's mesh is, fortio sends HTTP/1.1 POSTs with a 1 KB
-body (echoed back, so 1 KB each way) over keep-alive connections at a fixed rate, along five paths in the same run:
+body (echoed back, so 1 KB each way) over keep-alive connections at a fixed rate, along six HTTP paths in the same
+run:
 
     direct           bench1 -> bench2's echo server, plain HTTP, no sidecar
     envoy-envoy      Envoy -> Envoy, mTLS between the sidecars
     envoy-haproxy    Envoy -> HAProxy
     haproxy-haproxy  HAProxy -> HAProxy
     haproxy-envoy    HAProxy -> Envoy
+    consul-connect   Consul's own service mesh: `consul connect envoy` sidecars, Consul's CA and intentions (the peer)
+
+and three TCP paths, 1 KB sent and echoed per request over persistent connections: direct-tcp, envoy-envoy-tcp
+and haproxy-haproxy-tcp.
 
 Each run warms every path up (discarded), then measures each path in turn; the order rotates from run to run so
 that drift on the shared machine spreads over the paths. Per path and run it records fortio's p50, p90, p99 and
-p99.9, the requests that did not answer 200, the CPU seconds of each sidecar on the path per 1,000 requests (from
-the sidecar unit's cgroup), the TLS connections the callee's sidecar accepted per 1,000 requests, and at the end
-each sidecar's peak RSS. Reports medians over the runs and the difference to direct, with the machine and versions,
-as JSON, a Markdown table and a chart (chart.py) in docs/benchmarks/.
+p99.9, the requests that failed (no 200, or no echo on a TCP path), the CPU seconds of each sidecar on the path per
+1,000 requests (from /proc: the lab hosts have no per-unit CPU accounting), the TLS connections the callee's sidecar
+accepted per 1,000 requests, and at the end each sidecar's peak RSS. Reports medians over the runs and the
+difference to the direct path of the same protocol, with the machine and versions, as JSON, a Markdown table and a
+chart (chart.py) in docs/benchmarks/.
 
 Not a timed test: run it with ``make bench-mesh`` (or ``.venv/bin/python tests/bench/mesh_bench.py``).
 Options: ``--rate`` requests/s (default 500), ``--connections`` (default 8), ``--seconds`` per measurement
@@ -47,6 +53,9 @@ LAB = [sys.executable, str(ROOT / "lab" / "lab"), "--inventory", str(INVENTORY)]
 LOAD, ECHO = "vmmesh-bench1", "vmmesh-bench2"
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 BODY_BYTES = 1024
+# consul_connect.yml: load-connect's upstream listener, and the admin port of each `consul connect envoy` sidecar.
+CONNECT_LOCAL_PORT = 9301
+CONNECT_ADMIN_PORT = 19300
 
 
 def log(message: str) -> None:
@@ -77,21 +86,38 @@ def paths(mesh: dict, plan: dict) -> dict[str, dict]:
         at = instance(service)
         return at["host"], at["sidecar"], service, at.get("admin_port") or 0
 
-    echo = instance("echo-envoy")
-    found = {"direct": {"url": f"http://{plan['hosts'][ECHO]['address']}:{echo['port']}/echo", "sidecars": []}}
+    address = plan["hosts"][ECHO]["address"]
+    http, tcp = {}, {}
+    http["direct"] = {"url": f"http://{address}:{instance('echo-envoy')['port']}/echo", "sidecars": []}
+    tcp["direct-tcp"] = {"url": f"tcp://{address}:{instance('echo-tcp-envoy')['port']}", "sidecars": []}
     for caller in ("load-envoy", "load-haproxy"):
         for upstream in mesh["services"][caller]["upstreams"]:
             callee = upstream["service"]
-            name = f"{caller.split('-')[1]}-{callee.split('-')[1]}"
-            found[name] = {
-                "url": f"http://127.0.0.1:{upstream['local_port']}/echo",
-                "sidecars": [sidecar(caller), sidecar(callee)],
-            }
+            name = f"{instance(caller)['sidecar']}-{instance(callee)['sidecar']}"
+            if plan["services"][callee]["protocol"] == "tcp":
+                tcp[f"{name}-tcp"] = {
+                    "url": f"tcp://127.0.0.1:{upstream['local_port']}",
+                    "sidecars": [sidecar(caller), sidecar(callee)],
+                }
+            else:
+                http[name] = {
+                    "url": f"http://127.0.0.1:{upstream['local_port']}/echo",
+                    "sidecars": [sidecar(caller), sidecar(callee)],
+                }
+    # The peer: Consul's own Envoy integration (mesh/consul_connect.yml), one admin port per host.
+    http["consul-connect"] = {
+        "url": f"http://127.0.0.1:{CONNECT_LOCAL_PORT}/echo",
+        "sidecars": [
+            (LOAD, "consul-envoy", "load-connect", CONNECT_ADMIN_PORT),
+            (ECHO, "consul-envoy", "echo-connect", CONNECT_ADMIN_PORT),
+        ],
+    }
+    found = http | tcp
     return found
 
 
 def unit(sidecar: str, service: str) -> str:
-    return f"envoy@{service}.service" if sidecar == "envoy" else "haproxy.service"
+    return "haproxy.service" if sidecar == "haproxy" else f"{sidecar}@{service}.service"
 
 
 def pids(host: str, sidecar: str, service: str) -> list[str]:
@@ -119,7 +145,7 @@ def peak_rss_mb(host: str, sidecar: str, service: str) -> float:
 
 def tls_accepted(host: str, sidecar: str, admin_port: int) -> int:
     """TLS connections the callee's sidecar accepted so far (every inbound TLS listener, or every HAProxy frontend)."""
-    if sidecar == "envoy":
+    if sidecar in ("envoy", "consul-envoy"):
         out = on(host, f"curl -sf -m 5 'http://127.0.0.1:{admin_port}/stats?filter=^listener\\..*ssl\\.handshake$'")
         return sum(int(line.rsplit(":", 1)[1]) for line in out.splitlines() if line.strip())
     out = on(host, "echo 'show info' | nc -U -N /run/haproxy/admin.sock")
@@ -133,6 +159,11 @@ def fortio(url: str, rate: int, connections: int, seconds: float) -> dict:
         f"-p {','.join(str(p) for p in PERCENTILES)} -allow-initial-errors {url}",
     )
     return json.loads(out[out.index("{") :])
+
+
+def answered(result: dict) -> int:
+    """Requests answered in full: HTTP 200, or for a TCP path fortio's OK (the payload came back)."""
+    return result["RetCodes"].get("200", 0) + result["RetCodes"].get("OK", 0)
 
 
 def measure(path: dict, rate: int, connections: int, seconds: float) -> dict:
@@ -149,7 +180,7 @@ def measure(path: dict, rate: int, connections: int, seconds: float) -> dict:
     return {
         "requests": requests,
         "qps": result["ActualQPS"],
-        "not_200": requests - result["RetCodes"].get("200", 0),
+        "failed": requests - answered(result),
         "latency_ms": {f"p{p['Percentile']:g}": p["Value"] * 1000 for p in histogram["Percentiles"]},
         "cpu_s_per_1k": {
             f"{kind}:{service}": (after - before) * per_thousand
@@ -170,7 +201,7 @@ def highest_rate(url: str, start: int, connections: int, seconds: float, limit_m
         result = fortio(url, rate, connections, seconds)
         p99 = next(p["Value"] for p in result["DurationHistogram"]["Percentiles"] if p["Percentile"] == 99) * 1000
         count = result["DurationHistogram"]["Count"]
-        ok = result["ActualQPS"] >= 0.95 * rate and result["RetCodes"].get("200", 0) == count and p99 < limit_ms
+        ok = result["ActualQPS"] >= 0.95 * rate and answered(result) == count and p99 < limit_ms
         steps.append({"rate": rate, "qps": result["ActualQPS"], "p99_ms": p99, "passed": ok})
         if not ok:
             return {"rate": passed, "steps": steps}
@@ -183,7 +214,7 @@ def median_of(runs: list[dict]) -> dict:
 
     return {
         "requests": sum(r["requests"] for r in runs),
-        "not_200": sum(r["not_200"] for r in runs),
+        "failed": sum(r["failed"] for r in runs),
         "qps": med([r["qps"] for r in runs]),
         "latency_ms": {key: med([r["latency_ms"][key] for r in runs]) for key in runs[0]["latency_ms"]},
         "cpu_s_per_1k": {key: med([r["cpu_s_per_1k"][key] for r in runs]) for key in runs[0]["cpu_s_per_1k"]},
@@ -210,18 +241,22 @@ def markdown(report: dict) -> str:
         "",
         f"Measured {report['date']} on the benchmarks' lab (`make bench-mesh`): {report['machine']['cpus']} cores "
         f"({report['machine']['cpu']}), every lab host a container on the same cores. HTTP/1.1 POST with a "
-        f"{BODY_BYTES}-byte body echoed back, keep-alive, {settings['rate']} requests/s over "
+        f"{BODY_BYTES}-byte body echoed back, keep-alive (TCP paths: {BODY_BYTES} bytes sent and echoed per request "
+        f"over persistent connections), {settings['rate']} requests/s over "
         f"{settings['connections']} connections, {settings['seconds']} s per measurement after a "
         f"{settings['warmup']} s warm-up, median of {settings['runs']} runs. Versions: "
         + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
         + ".",
         "",
         "| Path | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | sidecar CPU s / 1k req "
-        "| TLS conns / 1k req | peak RSS MB | not 200 |",
+        "| TLS conns / 1k req | peak RSS MB | failed |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: |",
     ]
-    direct = report["paths"].get("direct", {}).get("median", {}).get("latency_ms", {"p50": 0.0, "p99": 0.0})
+    none = {"p50": 0.0, "p99": 0.0}
     for name, path in report["paths"].items():
+        # Each path against the direct path of its protocol.
+        baseline = "direct-tcp" if name.endswith("-tcp") else "direct"
+        direct = report["paths"].get(baseline, {}).get("median", {}).get("latency_ms", none)
         median = path["median"]
         latency = median["latency_ms"]
         cpu = ", ".join(f"{k.split(':')[0]} {v:.3f}" for k, v in median["cpu_s_per_1k"].items()) or "-"
@@ -230,7 +265,7 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {name} | {latency['p50']:.3f} | {latency['p90']:.3f} | {latency['p99']:.3f} | {latency['p99.9']:.3f} "
             f"| {latency['p50'] - direct['p50']:+.3f} | {latency['p99'] - direct['p99']:+.3f} | {cpu} | {tls} "
-            f"| {rss} | {median['not_200']} |"
+            f"| {rss} | {median['failed']} |"
         )
     searched = {name: path["highest_rate"] for name, path in report["paths"].items() if "highest_rate" in path}
     if searched:
@@ -249,11 +284,22 @@ def markdown(report: dict) -> str:
                 f"| {name} | {found['rate']} | {failed['rate']}/s asked: {failed['qps']:.0f}/s reached, "
                 f"p99 {failed['p99_ms']:.2f} ms |"
             )
+    converge = report.get("converge_seconds") or {}
+    if converge:
+        lines += [
+            "",
+            f"Converge of the benchmarks' 3 lab hosts: `site.yml` took {converge['site_first']:.0f} s on fresh hosts "
+            f"and {converge['site_noop']:.0f} s when run again, "
+            + ("with nothing changed." if converge["site_noop_unchanged"] else "**and the re-run changed something**."),
+        ]
     lines += [
         "",
         "CPU and RSS are per sidecar on the path, caller first. Peak RSS is the sum of the peak resident sizes of "
         "the sidecar unit's processes over the whole benchmark (an HAProxy unit serves every HAProxy service of its "
-        "host). TLS connections are counted where the callee's sidecar accepts them.",
+        "host). TLS connections are counted where the callee's sidecar accepts them; on a TCP path each client "
+        "connection is one TLS connection between the sidecars. Added: against `direct`, or `direct-tcp` for a TCP "
+        "path. Failed: requests without an HTTP "
+        "200, or on a TCP path without their echo.",
         "",
     ]
     return "\n".join(lines)
@@ -285,15 +331,23 @@ def main() -> int:
     )
     render = ROOT / ".build" / "bench"
     playbook = ["ansible-playbook", "-i", str(INVENTORY)]
+    site = ROOT / "playbooks" / "site.yml"
+    converge: dict[str, float | bool] = {}
     try:
         if not args.reuse:
             log("bringing up the benchmarks' lab")
             subprocess.run([*LAB, "up"], check=True)
-            for book in (BENCH / "apps.yml", ROOT / "playbooks" / "site.yml"):
+            for book, label in ((BENCH / "apps.yml", "apps"), (site, "site_first"), (site, "site_noop")):
                 log(f"applying {book.relative_to(ROOT)}")
                 started = time.monotonic()
-                run([*playbook, str(book)], env=env)
-                log(f"{book.name} took {time.monotonic() - started:.0f} s")
+                out = run([*playbook, str(book)], env=env)
+                converge[label] = round(time.monotonic() - started, 1)
+                log(f"{book.name} took {converge[label]:.0f} s")
+            # The re-run is the no-op one: nothing may change.
+            converge["site_noop_unchanged"] = all(
+                " changed=0 " in line for line in out.splitlines() if " ok=" in line and " : " in line
+            )
+            run([*playbook, str(BENCH / "consul_connect.yml")], env=env)
         run([*playbook, str(ROOT / "playbooks" / "render.yml"), "-e", f"mesh_render_dir={render}"], env=env)
         plan = json.loads((render / "plan.json").read_text())
         mesh = yaml.safe_load((BENCH / "group_vars" / "all" / "mesh.yml").read_text())["mesh"]
@@ -312,7 +366,7 @@ def main() -> int:
                 runs[name].append(result)
                 log(
                     f"run {number + 1}/{args.runs} {name}: p50 {result['latency_ms']['p50']:.3f} ms, "
-                    f"p99 {result['latency_ms']['p99']:.3f} ms, {result['not_200']} not 200"
+                    f"p99 {result['latency_ms']['p99']:.3f} ms, {result['failed']} failed"
                 )
         # Peak RSS at the benchmark's rate, before the search drives the sidecars harder.
         rss = {
@@ -334,6 +388,7 @@ def main() -> int:
             "machine": machine(),
             "versions": versions(),
             "settings": vars(args) | {"output": str(args.output), "body_bytes": BODY_BYTES},
+            "converge_seconds": converge,
             "paths": {
                 name: {
                     "url": found[name]["url"],

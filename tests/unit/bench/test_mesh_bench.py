@@ -46,23 +46,41 @@ def _inventory() -> tuple[dict, dict]:
 def test_the_paths_cover_direct_and_every_sidecar_pair() -> None:
     mesh, plan = _inventory()
     paths = mesh_bench.paths(mesh, plan)
-    assert list(paths) == ["direct", "envoy-envoy", "envoy-haproxy", "haproxy-haproxy", "haproxy-envoy"]
+    assert list(paths) == [
+        "direct",
+        "envoy-envoy",
+        "envoy-haproxy",
+        "haproxy-haproxy",
+        "haproxy-envoy",
+        "consul-connect",
+        "direct-tcp",
+        "envoy-envoy-tcp",
+        "haproxy-haproxy-tcp",
+    ]
     assert paths["direct"] == {"url": "http://10.89.71.31:8081/echo", "sidecars": []}
+    assert paths["direct-tcp"] == {"url": "tcp://10.89.71.31:8084", "sidecars": []}
     assert paths["envoy-haproxy"]["url"] == "http://127.0.0.1:9102/echo"
+    assert paths["haproxy-haproxy-tcp"]["url"] == "tcp://127.0.0.1:9203"
     (caller, callee) = paths["envoy-haproxy"]["sidecars"]
     assert caller[:3] == (mesh_bench.LOAD, "envoy", "load-envoy") and caller[3] > 0
     assert callee[:3] == (mesh_bench.ECHO, "haproxy", "echo-haproxy")
+    assert [sidecar[1] for sidecar in paths["consul-connect"]["sidecars"]] == ["consul-envoy", "consul-envoy"]
     for name, path in paths.items():
         kinds = [sidecar[1] for sidecar in path["sidecars"]]
-        assert "-".join(kinds) == ("" if name == "direct" else name)
+        assert name.startswith(("direct", "consul-connect")) or "-".join(kinds) == name.removesuffix("-tcp")
 
 
-def _run(p50: float, p99: float, cpu: float, tls: float, not_200: int = 0) -> dict:
+def test_tcp_answers_count_as_answered() -> None:
+    assert mesh_bench.answered({"RetCodes": {"OK": 7}}) == 7
+    assert mesh_bench.answered({"RetCodes": {"200": 5, "503": 2}}) == 5
+
+
+def _run(p50: float, p99: float, cpu: float, tls: float, failed: int = 0) -> dict:
     latency = {"p50": p50, "p90": p50 * 2, "p99": p99, "p99.9": p99 * 2}
     return {
         "requests": 1000,
         "qps": 500.0,
-        "not_200": not_200,
+        "failed": failed,
         "latency_ms": latency,
         "cpu_s_per_1k": {"envoy:load-envoy": cpu},
         "tls_per_1k": tls,
@@ -74,7 +92,7 @@ def test_medians_are_taken_per_figure_and_failures_summed() -> None:
     assert median["latency_ms"]["p50"] == 2.0 and median["latency_ms"]["p99"] == 7.0
     assert median["cpu_s_per_1k"] == {"envoy:load-envoy": 0.2}
     assert median["tls_per_1k"] == 1.0
-    assert (median["requests"], median["not_200"]) == (3000, 1)
+    assert (median["requests"], median["failed"]) == (3000, 1)
 
 
 @pytest.mark.parametrize(("p50", "added"), [(1.25, "+0.750"), (0.25, "-0.250")])
@@ -97,6 +115,9 @@ def test_the_table_shows_the_difference_to_direct(p50: float, added: str) -> Non
     }
     rows = [line for line in mesh_bench.markdown(report).splitlines() if line.startswith("| envoy-envoy")]
     assert rows and f"| {added} | +1.000 |" in rows[0] and "envoy 0.200" in rows[0] and "envoy 40.0" in rows[0]
+    assert "Converge" not in mesh_bench.markdown(report)
+    report["converge_seconds"] = {"apps": 9.0, "site_first": 301.2, "site_noop": 95.4, "site_noop_unchanged": True}
+    assert "took 301 s on fresh hosts and 95 s when run again, with nothing changed." in mesh_bench.markdown(report)
 
 
 def test_the_rate_search_keeps_the_last_step_under_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -209,9 +209,7 @@ def highest_rate(url: str, start: int, connections: int, seconds: float, limit_m
 
 
 def median_of(runs: list[dict]) -> dict:
-    def med(values: list[float]) -> float:
-        return statistics.median(values)
-
+    med = statistics.median
     return {
         "requests": sum(r["requests"] for r in runs),
         "failed": sum(r["failed"] for r in runs),
@@ -298,8 +296,7 @@ def markdown(report: dict) -> str:
         "the sidecar unit's processes over the whole benchmark (an HAProxy unit serves every HAProxy service of its "
         "host). TLS connections are counted where the callee's sidecar accepts them; on a TCP path each client "
         "connection is one TLS connection between the sidecars. Added: against `direct`, or `direct-tcp` for a TCP "
-        "path. Failed: requests without an HTTP "
-        "200, or on a TCP path without their echo.",
+        "path. Failed: requests without an HTTP 200, or on a TCP path without their echo.",
         "",
     ]
     return "\n".join(lines)

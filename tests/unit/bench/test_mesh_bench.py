@@ -1,11 +1,13 @@
 """The data-path benchmark's own logic: the paths it derives from its mesh, and what it reports.
 
-The measurement itself needs the benchmarks' lab (``make bench-mesh``); here the planner plans the benchmarks'
-real model and inventory, so a change to either that would break the harness shows up in ``make test``.
+The measurement itself needs the benchmarks' lab (``make bench-mesh``); here playbooks/render.yml plans the
+benchmarks' real model and inventory, as the harness does, so a change to either that would break the harness shows
+up in ``make test``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -17,34 +19,23 @@ BENCH = ROOT / "tests" / "bench"
 sys.path.insert(0, str(BENCH))
 
 import mesh_bench  # noqa: E402
-from ansible_collections.vmmesh.mesh.plugins.filter.mesh import mesh_plan  # noqa: E402
+from ansible_collections.vmmesh.mesh.tests.unit.ansible_playbook import flat_output, run_playbook  # noqa: E402
 
 
-def _inventory() -> tuple[dict, dict]:
-    """groups and hostvars of tests/bench/mesh/hosts.yml, with the bench's group_vars."""
-    data = yaml.safe_load((BENCH / "mesh" / "hosts.yml").read_text())
-    groups: dict[str, list[str]] = {"all": []}
-    hostvars: dict[str, dict] = {}
-
-    def walk(name: str, group: dict) -> list[str]:
-        members = []
-        for host, values in (group.get("hosts") or {}).items():
-            hostvars.setdefault(host, {}).update(values or {})
-            members.append(host)
-        for child, body in (group.get("children") or {}).items():
-            members += walk(child, body or {})
-        groups[name] = sorted(set(groups.get(name, []) + members))
-        return members
-
-    walk("all", data["all"])
+@pytest.fixture(scope="module")
+def bench_plan(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    """The benchmark's model and its plan, as the harness gets it: playbooks/render.yml on tests/bench/mesh."""
+    render = tmp_path_factory.mktemp("bench") / "render"
+    result = run_playbook(
+        ROOT / "playbooks" / "render.yml", BENCH / "mesh" / "hosts.yml", "-e", f"mesh_render_dir={render}"
+    )
+    assert result.returncode == 0, flat_output(result)[-3000:]
     mesh = yaml.safe_load((BENCH / "mesh" / "group_vars" / "all" / "mesh.yml").read_text())["mesh"]
-    for host in hostvars:
-        hostvars[host]["mesh"] = mesh
-    return mesh, mesh_plan(mesh, groups, hostvars)
+    return mesh, json.loads((render / "plan.json").read_text())
 
 
-def test_the_paths_cover_direct_and_every_sidecar_pair() -> None:
-    mesh, plan = _inventory()
+def test_the_paths_cover_direct_and_every_sidecar_pair(bench_plan: tuple[dict, dict]) -> None:
+    mesh, plan = bench_plan
     paths = mesh_bench.paths(mesh, plan)
     assert list(paths) == [
         "direct",

@@ -117,14 +117,17 @@ molecule: venv link lab-prereqs ## Every molecule scenario, one after another
 	    molecule test --scenario-name "$$scenario"; \
 	done
 
-.PHONY: bench bench-planner bench-mesh
-bench: bench-planner bench-mesh ## Benchmarks (not part of make test): the compiler, then the data path on a lab
+.PHONY: bench bench-planner bench-mesh bench-converge
+bench: bench-planner bench-mesh bench-converge ## Benchmarks (not part of make test): the compiler, the data path, the converge
 
 bench-planner: venv link ## Benchmark of the mesh compiler (tests/bench/results/planner.json)
 	$(BIN)/python tests/bench/planner_bench.py
 
 bench-mesh: venv $(VENV)/.bench-installed link lab-prereqs ## Benchmark of the data path on its own lab (docs/benchmarks/data-path.md)
 	$(BIN)/python tests/bench/mesh_bench.py $(BENCH_ARGS)
+
+bench-converge: venv link lab-prereqs ## Benchmark of site.yml on 1, 5 and 20 lab hosts (docs/benchmarks/converge.md)
+	$(BIN)/python tests/bench/converge_bench.py $(CONVERGE_ARGS)
 
 # --- the lab ---------------------------------------------------------------------
 

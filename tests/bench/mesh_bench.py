@@ -12,12 +12,13 @@ run:
     haproxy-envoy    HAProxy -> Envoy
     consul-connect   Consul's own service mesh: `consul connect envoy` sidecars, Consul's CA and intentions (the peer)
 
-and three TCP paths, 1 KB sent and echoed per request over persistent connections: direct-tcp, envoy-envoy-tcp
-and haproxy-haproxy-tcp.
+three TCP paths, 1 KB sent and echoed per request over persistent connections: direct-tcp, envoy-envoy-tcp
+and haproxy-haproxy-tcp; and three gRPC paths (HTTP/2 on every hop), fortio's unary ping with a 1 KB payload echoed
+back: direct-grpc, envoy-envoy-grpc and haproxy-haproxy-grpc.
 
-Each run warms every path up (discarded), then measures each path in turn; the order rotates from run to run so
-that drift on the shared machine spreads over the paths. Per path and run it records fortio's p50, p90, p99 and
-p99.9, the requests that failed (no 200, or no echo on a TCP path), the CPU seconds of each sidecar on the path per
+Each run warms every path up (discarded), then measures each path in turn; the order rotates from run to run so that
+drift on the shared machine spreads over the paths. Per path and run it records fortio's p50, p90, p99 and p99.9,
+the requests that failed (no 200, or no echo on a TCP or gRPC path), the CPU seconds of each sidecar on the path per
 1,000 requests (from /proc: the lab hosts have no per-unit CPU accounting), the TLS connections the callee's sidecar
 accepted per 1,000 requests, and at the end each sidecar's peak RSS. Reports medians over the runs and the
 difference to the direct path of the same protocol, with the machine and versions, as JSON, a Markdown table and a
@@ -87,33 +88,33 @@ def paths(mesh: dict, plan: dict) -> dict[str, dict]:
         return at["host"], at["sidecar"], service, at.get("admin_port") or 0
 
     address = plan["hosts"][ECHO]["address"]
-    http, tcp = {}, {}
-    http["direct"] = {"url": f"http://{address}:{instance('echo-envoy')['port']}/echo", "sidecars": []}
-    tcp["direct-tcp"] = {"url": f"tcp://{address}:{instance('echo-tcp-envoy')['port']}", "sidecars": []}
+    # Per protocol: how fortio is pointed at an address and port, the suffix of the path's name, the direct target.
+    kinds = {
+        "http": ("http://{}:{}/echo", "", "echo-envoy"),
+        "tcp": ("tcp://{}:{}", "-tcp", "echo-tcp-envoy"),
+        "grpc": ("grpc://{}:{}", "-grpc", "echo-grpc-envoy"),
+    }
+    found: dict[str, dict[str, dict]] = {kind: {} for kind in kinds}
+    for kind, (url, suffix, direct) in kinds.items():
+        found[kind][f"direct{suffix}"] = {"url": url.format(address, instance(direct)["port"]), "sidecars": []}
     for caller in ("load-envoy", "load-haproxy"):
         for upstream in mesh["services"][caller]["upstreams"]:
             callee = upstream["service"]
-            name = f"{instance(caller)['sidecar']}-{instance(callee)['sidecar']}"
-            if plan["services"][callee]["protocol"] == "tcp":
-                tcp[f"{name}-tcp"] = {
-                    "url": f"tcp://127.0.0.1:{upstream['local_port']}",
-                    "sidecars": [sidecar(caller), sidecar(callee)],
-                }
-            else:
-                http[name] = {
-                    "url": f"http://127.0.0.1:{upstream['local_port']}/echo",
-                    "sidecars": [sidecar(caller), sidecar(callee)],
-                }
+            kind = plan["services"][callee]["protocol"]
+            url, suffix, _direct = kinds[kind]
+            found[kind][f"{instance(caller)['sidecar']}-{instance(callee)['sidecar']}{suffix}"] = {
+                "url": url.format("127.0.0.1", upstream["local_port"]),
+                "sidecars": [sidecar(caller), sidecar(callee)],
+            }
     # The peer: Consul's own Envoy integration (mesh/consul_connect.yml), one admin port per host.
-    http["consul-connect"] = {
+    found["http"]["consul-connect"] = {
         "url": f"http://127.0.0.1:{CONNECT_LOCAL_PORT}/echo",
         "sidecars": [
             (LOAD, "consul-envoy", "load-connect", CONNECT_ADMIN_PORT),
             (ECHO, "consul-envoy", "echo-connect", CONNECT_ADMIN_PORT),
         ],
     }
-    found = http | tcp
-    return found
+    return found["http"] | found["tcp"] | found["grpc"]
 
 
 def unit(sidecar: str, service: str) -> str:
@@ -153,17 +154,19 @@ def tls_accepted(host: str, sidecar: str, admin_port: int) -> int:
 
 
 def fortio(url: str, rate: int, connections: int, seconds: float) -> dict:
+    # gRPC: fortio's ping (a unary call whose payload comes back) to host:port, over one HTTP/2 connection per -c.
+    target = f"-grpc -ping {url.removeprefix('grpc://')}" if url.startswith("grpc://") else url
     out = on(
         LOAD,
         f"fortio load -quiet -json - -qps {rate} -c {connections} -t {seconds}s -payload-size {BODY_BYTES} -r 0.00001 "
-        f"-p {','.join(str(p) for p in PERCENTILES)} -allow-initial-errors {url}",
+        f"-p {','.join(str(p) for p in PERCENTILES)} -allow-initial-errors {target}",
     )
     return json.loads(out[out.index("{") :])
 
 
 def answered(result: dict) -> int:
-    """Requests answered in full: HTTP 200, or for a TCP path fortio's OK (the payload came back)."""
-    return result["RetCodes"].get("200", 0) + result["RetCodes"].get("OK", 0)
+    """Requests answered in full: HTTP 200, or fortio's OK (TCP) or SERVING (gRPC ping): the payload came back."""
+    return sum(result["RetCodes"].get(code, 0) for code in ("200", "OK", "SERVING"))
 
 
 def measure(path: dict, rate: int, connections: int, seconds: float) -> dict:
@@ -240,7 +243,8 @@ def markdown(report: dict) -> str:
         f"Measured {report['date']} on the benchmarks' lab (`make bench-mesh`): {report['machine']['cpus']} cores "
         f"({report['machine']['cpu']}), every lab host a container on the same cores. HTTP/1.1 POST with a "
         f"{BODY_BYTES}-byte body echoed back, keep-alive (TCP paths: {BODY_BYTES} bytes sent and echoed per request "
-        f"over persistent connections), {settings['rate']} requests/s over "
+        f"over persistent connections; gRPC paths: fortio's unary ping with a {BODY_BYTES}-byte payload echoed back, "
+        f"HTTP/2 on every hop), {settings['rate']} requests/s over "
         f"{settings['connections']} connections, {settings['seconds']} s per measurement after a "
         f"{settings['warmup']} s warm-up, median of {settings['runs']} runs. Versions: "
         + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
@@ -253,7 +257,7 @@ def markdown(report: dict) -> str:
     none = {"p50": 0.0, "p99": 0.0}
     for name, path in report["paths"].items():
         # Each path against the direct path of its protocol.
-        baseline = "direct-tcp" if name.endswith("-tcp") else "direct"
+        baseline = next((f"direct-{kind}" for kind in ("tcp", "grpc") if name.endswith(f"-{kind}")), "direct")
         direct = report["paths"].get(baseline, {}).get("median", {}).get("latency_ms", none)
         median = path["median"]
         latency = median["latency_ms"]
@@ -295,8 +299,9 @@ def markdown(report: dict) -> str:
         "CPU and RSS are per sidecar on the path, caller first. Peak RSS is the sum of the peak resident sizes of "
         "the sidecar unit's processes over the whole benchmark (an HAProxy unit serves every HAProxy service of its "
         "host). TLS connections are counted where the callee's sidecar accepts them; on a TCP path each client "
-        "connection is one TLS connection between the sidecars. Added: against `direct`, or `direct-tcp` for a TCP "
-        "path. Failed: requests without an HTTP 200, or on a TCP path without their echo.",
+        "connection is one TLS connection between the sidecars. Added: against `direct`, or `direct-tcp` and "
+        "`direct-grpc` for the TCP and gRPC paths. Failed: requests without an HTTP 200, or on a TCP or gRPC path "
+        "without their echo.",
         "",
     ]
     return "\n".join(lines)

@@ -47,7 +47,12 @@ def test_the_paths_cover_direct_and_every_sidecar_pair(bench_plan: tuple[dict, d
         "direct-tcp",
         "envoy-envoy-tcp",
         "haproxy-haproxy-tcp",
+        "direct-grpc",
+        "envoy-envoy-grpc",
+        "haproxy-haproxy-grpc",
     ]
+    assert paths["direct-grpc"] == {"url": "grpc://10.89.71.31:8086", "sidecars": []}
+    assert paths["haproxy-haproxy-grpc"]["url"] == "grpc://127.0.0.1:9204"
     assert paths["direct"] == {"url": "http://10.89.71.31:8081/echo", "sidecars": []}
     assert paths["direct-tcp"] == {"url": "tcp://10.89.71.31:8084", "sidecars": []}
     assert paths["envoy-haproxy"]["url"] == "http://127.0.0.1:9102/echo"
@@ -58,11 +63,14 @@ def test_the_paths_cover_direct_and_every_sidecar_pair(bench_plan: tuple[dict, d
     assert [sidecar[1] for sidecar in paths["consul-connect"]["sidecars"]] == ["consul-envoy", "consul-envoy"]
     for name, path in paths.items():
         kinds = [sidecar[1] for sidecar in path["sidecars"]]
-        assert name.startswith(("direct", "consul-connect")) or "-".join(kinds) == name.removesuffix("-tcp")
+        assert name.startswith(("direct", "consul-connect")) or "-".join(kinds) == name.removesuffix(
+            "-tcp"
+        ).removesuffix("-grpc")
 
 
-def test_tcp_answers_count_as_answered() -> None:
+def test_tcp_and_grpc_answers_count_as_answered() -> None:
     assert mesh_bench.answered({"RetCodes": {"OK": 7}}) == 7
+    assert mesh_bench.answered({"RetCodes": {"SERVING": 4, "UNAVAILABLE": 1}}) == 4
     assert mesh_bench.answered({"RetCodes": {"200": 5, "503": 2}}) == 5
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -223,16 +224,31 @@ def median_of(runs: list[dict]) -> dict:
     }
 
 
-def versions() -> dict:
+def lab_versions() -> dict:
+    """What every lab benchmark records: the pinned Envoy and Consul, this machine's kernel and podman."""
     pins = yaml.safe_load((ROOT / "roles" / "_common" / "vars" / "versions.yml").read_text())["_vmmesh_versions"]
     return {
         "envoy": pins["envoy"]["version"],
-        "haproxy": on(ECHO, "haproxy -v | head -1").split()[2],
         "consul": pins["consul"]["version"],
-        "fortio": on(LOAD, "fortio version").strip(),
         "kernel": run(["uname", "-r"]).strip(),
         "podman": run(["podman", "--version"]).split()[-1],
     }
+
+
+def versions() -> dict:
+    return lab_versions() | {
+        "haproxy": on(ECHO, "haproxy -v | head -1").split()[2],
+        "fortio": on(LOAD, "fortio version").strip(),
+    }
+
+
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M)
+COUNTS = ("ok", "changed", "unreachable", "failed", "skipped")
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """ansible-playbook's PLAY RECAP counts per host."""
+    return {match[1]: dict(zip(COUNTS, map(int, match.groups()[1:]), strict=True)) for match in RECAP.finditer(output)}
 
 
 def markdown(report: dict) -> str:
@@ -346,9 +362,7 @@ def main() -> int:
                 converge[label] = round(time.monotonic() - started, 1)
                 log(f"{book.name} took {converge[label]:.0f} s")
             # The re-run is the no-op one: nothing may change.
-            converge["site_noop_unchanged"] = all(
-                " changed=0 " in line for line in out.splitlines() if " ok=" in line and " : " in line
-            )
+            converge["site_noop_unchanged"] = all(counts["changed"] == 0 for counts in recap(out).values())
             run([*playbook, str(BENCH / "consul_connect.yml")], env=env)
         run([*playbook, str(ROOT / "playbooks" / "render.yml"), "-e", f"mesh_render_dir={render}"], env=env)
         plan = json.loads((render / "plan.json").read_text())

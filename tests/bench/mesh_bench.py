@@ -123,12 +123,15 @@ def unit(sidecar: str, service: str) -> str:
 
 
 def pids(host: str, sidecar: str, service: str) -> list[str]:
-    """The unit's main process and its children (HAProxy's workers).
+    """The sidecar's processes: the unit's main process and its children (HAProxy's workers).
 
-    The lab hosts see cgroup v1 without per-unit accounting, so CPU and memory are read from /proc.
+    vmmesh's Envoy units run Envoy under the hot restarter (roles/envoy/files/envoy-hot-restarter.py), which is left
+    out: only its Envoy children count. The lab hosts see cgroup v1 without per-unit accounting, so CPU and memory are
+    read from /proc.
     """
     main = on(host, f"systemctl show -P MainPID {unit(sidecar, service)}").strip()
-    return [main, *on(host, f"pgrep -P {main} || true").split()]
+    children = on(host, f"pgrep -P {main} || true").split()
+    return children if sidecar == "envoy" else [main, *children]
 
 
 def cpu_seconds(host: str, sidecar: str, service: str) -> float:

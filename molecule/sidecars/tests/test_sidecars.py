@@ -441,15 +441,17 @@ def test_no_request_failed_through_reloads_rotation_and_rejection(host: str, por
     assert not failed, f"{len(failed)} of {len(lines)} requests failed: {sorted(set(failed))}"
 
 
+def _sidecars(host: str, name: str) -> dict[str, list[str]]:
+    """What files/envoy-sidecars.sh recorded: {service: [main pid, version, epoch, state, LDS updates]}."""
+    lines = _host(host).file(f"/root/{name}.txt").content_string.splitlines()
+    return {line.split()[0]: line.split()[1:] for line in lines}
+
+
 @pytest.mark.parametrize("host", ["vmmesh-sc1", "vmmesh-sc2", "vmmesh-sc3"])
 def test_a_new_binary_hot_restarted_every_envoy_under_the_load(host: str) -> None:
     """side_effect.yml changed the Envoy binary while the load ran (the load's test above: nothing failed)."""
 
-    def sidecars(name: str) -> dict[str, list[str]]:
-        lines = _host(host).file(f"/root/hot-restart-{name}.txt").content_string.splitlines()
-        return {line.split()[0]: line.split()[1:] for line in lines}
-
-    before, after = sidecars("before"), sidecars("after")
+    before, after = _sidecars(host, "hot-restart-before"), _sidecars(host, "hot-restart-after")
     envoy = yaml.safe_load(VERSIONS.read_text())["_vmmesh_versions"]["envoy"]
     assert sorted(before) == sorted(after) == sorted(service for on, service in ENVOY_INSTANCES if on == host)
     for service, (pid, version, epoch, state, _lds) in after.items():
@@ -458,6 +460,20 @@ def test_a_new_binary_hot_restarted_every_envoy_under_the_load(host: str) -> Non
         assert int(epoch) > int(epoch_before), f"{service} was not hot-restarted"
         assert pid == pid_before, f"{service}'s unit was restarted, not hot-restarted"
         assert state == "LIVE", service
+
+
+def test_a_failed_hot_restart_ended_in_a_plain_restart() -> None:
+    """side_effect.yml gave vmmesh-sc2 a binary that refuses to be a later epoch: each hot restart failed, the
+    role checked the binary with the bootstrap and restarted the unit (a new main process, epoch 0)."""
+    before = _sidecars("vmmesh-sc2", "failed-hot-restart-before")
+    after = _sidecars("vmmesh-sc2", "failed-hot-restart-after")
+    assert sorted(before) == sorted(after) == sorted(service for on, service in ENVOY_INSTANCES if on == "vmmesh-sc2")
+    for service, (pid, _version, epoch, state, _lds) in after.items():
+        assert pid != before[service][0], f"{service}'s unit was not restarted"
+        assert (epoch, state) == ("0", "LIVE"), service
+    log = _host("vmmesh-sc2").check_output("journalctl -u envoy@api --no-pager -n 500")
+    assert "refusing a hot restart" in log
+    assert "failed to take over" in log
 
 
 def test_listener_change_went_live_without_restart() -> None:

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Writes "<service> <main pid> <version> <epoch> <state> <LDS updates>" of every
 # Envoy sidecar of this host, one line each, to the file named by $1.
 set -euo pipefail

@@ -441,6 +441,10 @@ def test_no_request_failed_through_reloads_rotation_and_rejection(host: str, por
     assert not failed, f"{len(failed)} of {len(lines)} requests failed: {sorted(set(failed))}"
 
 
+def _envoy_services(host: str) -> list[str]:
+    return sorted(service for on, service in ENVOY_INSTANCES if on == host)
+
+
 def _sidecars(host: str, name: str) -> dict[str, list[str]]:
     """What files/envoy-sidecars.sh recorded: {service: [main pid, version, epoch, state, LDS updates]}."""
     lines = _host(host).file(f"/root/{name}.txt").content_string.splitlines()
@@ -453,7 +457,7 @@ def test_a_new_binary_hot_restarted_every_envoy_under_the_load(host: str) -> Non
 
     before, after = _sidecars(host, "hot-restart-before"), _sidecars(host, "hot-restart-after")
     envoy = yaml.safe_load(VERSIONS.read_text())["_vmmesh_versions"]["envoy"]
-    assert sorted(before) == sorted(after) == sorted(service for on, service in ENVOY_INSTANCES if on == host)
+    assert sorted(before) == sorted(after) == _envoy_services(host)
     for service, (pid, version, epoch, state, _lds) in after.items():
         pid_before, version_before, epoch_before, _state, _lds = before[service]
         assert (version_before, version) == (envoy["version"], envoy["lab"]["other"]["version"]), service
@@ -467,7 +471,7 @@ def test_a_failed_hot_restart_ended_in_a_plain_restart() -> None:
     role checked the binary with the bootstrap and restarted the unit (a new main process, epoch 0)."""
     before = _sidecars("vmmesh-sc2", "failed-hot-restart-before")
     after = _sidecars("vmmesh-sc2", "failed-hot-restart-after")
-    assert sorted(before) == sorted(after) == sorted(service for on, service in ENVOY_INSTANCES if on == "vmmesh-sc2")
+    assert sorted(before) == sorted(after) == _envoy_services("vmmesh-sc2")
     for service, (pid, _version, epoch, state, _lds) in after.items():
         assert pid != before[service][0], f"{service}'s unit was not restarted"
         assert (epoch, state) == ("0", "LIVE"), service
@@ -483,9 +487,8 @@ def test_listener_change_went_live_without_restart() -> None:
     assert '"timeout": "20s"' in dump
     # Read before the binary change: the listeners were replaced in place (more than the first load) by the first
     # process (epoch 0).
-    before = host.file("/root/hot-restart-before.txt").content_string.splitlines()
-    front = next(line.split() for line in before if line.startswith("front "))
-    assert (int(front[3]), int(front[5]) >= 2) == (0, True), front
+    _pid, _version, epoch, _state, lds_updates = front = _sidecars(CLIENT, "hot-restart-before")["front"]
+    assert (int(epoch), int(lds_updates) >= 2) == (0, True), front
     assert "timeout server 20s" in _host("vmmesh-sc3").file("/etc/haproxy/haproxy.cfg").content_string
 
 

@@ -13,7 +13,8 @@ Usage:
       When the newest process fails while an older one still serves, the older one keeps serving (the epoch that
       failed is written to RUNTIME_DIR/failed); Envoy refuses further hot restarts of that process, so only a
       restart of the unit applies the change. When no process is left, it exits non-zero and systemd starts the
-      unit afresh.
+      unit afresh. Once no process is left, the hot-restart shared memory of the base ID is removed (the unit's
+      private /dev/shm goes with it anyway; run elsewhere, nothing is left behind).
   envoy-hot-restarter reload RUNTIME_DIR PID [TIMEOUT]
       The unit's ExecReload. Sends SIGHUP to PID (the `run` process) and waits, TIMEOUT seconds at most (60),
       until the admin endpoint reports the next epoch live; exits non-zero when that epoch failed or the time
@@ -57,6 +58,11 @@ class Restarter:
             with open(self._path("base-id"), encoding="ascii") as handle:
                 extra += ["--base-id", handle.read().strip()]
         return [*self.command, *extra]
+
+    def release_shared_memory(self) -> None:
+        """Remove the hot-restart shared memory Envoy leaves behind (named after ten times the base ID)."""
+        with contextlib.suppress(OSError, ValueError), open(self._path("base-id"), encoding="ascii") as handle:
+            os.unlink(f"/dev/shm/envoy_shared_memory_{int(handle.read().strip()) * 10}")
 
     def start(self) -> None:
         epoch = max(self.children.values(), default=-1) + 1
@@ -124,6 +130,7 @@ def run(runtime_dir: str, command: list[str]) -> int:
         elif number == signal.SIGCHLD:
             code = restarter.reap()
             if code is not None:
+                restarter.release_shared_memory()
                 return code
 
 

@@ -184,20 +184,28 @@ def test_a_failed_epoch_leaves_the_running_one_serving(sidecar: Sidecar) -> None
     assert sidecar.server_info()["state"] == "LIVE"
 
 
+def _shared_memory(sidecar: Sidecar) -> Path:
+    """The hot-restart shared memory of the sidecar's base ID (Envoy names it after ten times the ID)."""
+    return Path(f"/dev/shm/envoy_shared_memory_{int((sidecar.runtime / 'base-id').read_text()) * 10}")
+
+
 def test_sigterm_stops_every_epoch(sidecar: Sidecar) -> None:
     sidecar.write("second")
     assert sidecar.reload().returncode == 0
     envoys = sidecar.envoys()
     assert envoys
+    assert _shared_memory(sidecar).exists()
     assert sidecar.stop() == 0
     for pid in envoys:
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert not _shared_memory(sidecar).exists()
 
 
 def test_envoy_dying_on_its_own_ends_the_restarter_with_an_error(sidecar: Sidecar) -> None:
     (envoy,) = sidecar.envoys()
     os.kill(envoy, signal.SIGKILL)
     assert sidecar.process.wait(timeout=30) != 0
+    assert not _shared_memory(sidecar).exists()
 
 
 @pytest.mark.parametrize("argv", [[], ["run", "/run/x"], ["reload", "/run/x", "pid"], ["serve"]])

@@ -326,9 +326,9 @@ def test_envoy_local_rate_limit_answers_429() -> None:
 def test_haproxy_rate_limit_answers_429() -> None:
     """legacy's HAProxy allows 40 requests a second: 200 sent as fast as possible through front's Envoy.
 
-    HAProxy's fe_req_rate counts every request to the frontend, the health checks of legacy's callers and of
-    Consul (each every 2 s) too, over a sliding second that weighs in the second before: the burst's own share
-    of the 40 is a few less. The frontend's denied-request counter shows the 429s are the rule's.
+    HAProxy's fe_req_rate counts every request to the frontend, the health checks of the Envoys of legacy's two
+    callers (front and rogue, each every 2 s) too, over a sliding second that weighs in the second before: the
+    burst's own share of the 40 is a few less. The frontend's denied-request counter shows the 429s are the rule's.
     """
     before = int(_haproxy_stats("vmmesh-sc3")[("in.legacy", "FRONTEND")]["dreq"] or 0)
     started = time.monotonic()

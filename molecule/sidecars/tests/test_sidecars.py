@@ -390,9 +390,10 @@ def test_envoy_outlier_detection_ejects_an_instance_answering_5xx() -> None:
     assert answers == [("vmmesh-sc3", "200")] * 12, answers
     assert _stat(CLIENT, "probe", prefix + "outlier_detection.ejections_enforced_consecutive_5xx") > ejected
     retries = _stat(CLIENT, "probe", prefix + "upstream_rq_retry") - retried
-    # At least one request met the failing instance; once it is ejected, the rest go straight to the other one (a
-    # consecutive-5xx count left by an earlier test may eject it after fewer than 3 failures).
-    assert 1 <= retries <= 7, f"{retries} retries for 12 requests"
+    # At least one request met the failing instance; once it is ejected, requests go straight to the other one
+    # until a passing health check (every 2 s) un-ejects it, which on a busy machine comes within the 12 requests
+    # (10 retries were seen in CI): at least one request must have gone without a retry.
+    assert 1 <= retries < 12, f"{retries} retries for 12 requests"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -55,14 +55,18 @@ class Restarter:
         if epoch == 0:
             extra += ["--use-dynamic-base-id", "--base-id-path", self._path("base-id")]
         else:
-            with open(self._path("base-id"), encoding="ascii") as handle:
-                extra += ["--base-id", handle.read().strip()]
+            extra += ["--base-id", self.base_id()]
         return [*self.command, *extra]
+
+    def base_id(self) -> str:
+        """The base ID epoch 0's Envoy picked and wrote down."""
+        with open(self._path("base-id"), encoding="ascii") as handle:
+            return handle.read().strip()
 
     def release_shared_memory(self) -> None:
         """Remove the hot-restart shared memory Envoy leaves behind (named after ten times the base ID)."""
-        with contextlib.suppress(OSError, ValueError), open(self._path("base-id"), encoding="ascii") as handle:
-            os.unlink(f"/dev/shm/envoy_shared_memory_{int(handle.read().strip()) * 10}")
+        with contextlib.suppress(OSError, ValueError):
+            os.unlink(f"/dev/shm/envoy_shared_memory_{int(self.base_id()) * 10}")
 
     def start(self) -> None:
         epoch = max(self.children.values(), default=-1) + 1

@@ -529,6 +529,9 @@ def _upstream_cluster(plan: MeshPlan, service: ServicePlan, upstream: UpstreamPl
             "interval": duration(outlier.interval_ms),
             "base_ejection_time": duration(outlier.base_ejection_time_ms),
             "max_ejection_percent": outlier.max_ejection_percent,
+            # An ejected instance stays out for its ejection time: outlier detection sees failures that the active
+            # health check (static discovery) does not, so a passing check must not bring the instance back.
+            "successful_active_health_check_uneject_host": False,
         }
     if plan.model.discovery == "static":
         cluster["health_checks"] = [_health_check(upstream)]
@@ -560,6 +563,9 @@ def _health_check(upstream: UpstreamPlan) -> dict:
     config: dict[str, Any] = {
         "timeout": duration(check.timeout_ms),
         "interval": duration(check.interval_ms),
+        # Envoy checks a cluster that has carried no traffic yet once a minute by default: a sidecar (re)started
+        # beside a destination that was restarting too would see it unhealthy for that minute.
+        "no_traffic_interval": duration(check.interval_ms),
         "unhealthy_threshold": 3,
         "healthy_threshold": 2,
     }

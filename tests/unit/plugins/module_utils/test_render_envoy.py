@@ -99,7 +99,10 @@ def test_static_discovery_has_no_dns_resolver_and_static_endpoints(shop: tuple) 
     assert cluster["type"] == "STATIC"
     endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
     assert endpoint["socket_address"] == {"address": "10.0.0.3", "port_value": plan.services["db"].inbound_port}
-    assert cluster["health_checks"][0]["tcp_health_check"] == {}
+    check = cluster["health_checks"][0]
+    assert check["tcp_health_check"] == {}
+    # Checked at its interval before any traffic too (Envoy's default is once a minute).
+    assert check["no_traffic_interval"] == check["interval"]
 
 
 def test_consul_discovery_resolves_the_service_name(shop: tuple) -> None:
@@ -282,6 +285,7 @@ def test_upstream_cluster_policies_and_identity(shop: tuple) -> None:
         "interval": "5s",
         "base_ejection_time": "60s",
         "max_ejection_percent": 50,
+        "successful_active_health_check_uneject_host": False,
     }
     tls = cluster["transport_socket"]["typed_config"]
     assert tls["sni"] == "db.service.dc1.consul"

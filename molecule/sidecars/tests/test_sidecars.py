@@ -664,7 +664,8 @@ def test_failover_when_an_instance_stops_and_when_its_host_hangs() -> None:
     assert all(a[1] == "504" and frozen["stopped"] - 1 <= a[0] < frozen["stopped"] + 10 for a in failed), failed
     assert len(failed) <= 10, failed
     calm = sent(last_failure + 1, frozen["started"])
-    assert len(calm) >= 20 and all(a[2] == "vmmesh-sc3" for a in calm), calm[:5]
-    # Back: requests reach vmmesh-sc2 again (its ejection ends after 10 s times the number of its ejections).
+    assert len(calm) >= 10 and all(a[2] == "vmmesh-sc3" for a in calm), calm[:5]
+    # Back: requests reach vmmesh-sc2 again once it passes two health checks and its ejection, if any, has ended
+    # (10 s times the number of its ejections).
     assert back(app["started"]) < frozen["stopped"]
     assert back(frozen["started"]) - frozen["started"] < 40

@@ -643,23 +643,25 @@ def test_failover_when_an_instance_stops_and_when_its_host_hangs() -> None:
         return next((a[0] for a in answers if a[0] > since and a[1] == "200" and a[2] == "vmmesh-sc2"), float("inf"))
 
     failed = [answer for answer in answers if answer[1] != "200"]
+    failed_while_app = [answer for answer in failed if answer[0] < frozen["stopped"]]
+    failed_while_host = [answer for answer in failed if answer[0] >= frozen["stopped"]]
     while_frozen = sent(frozen["stopped"], frozen["started"])
     last_failure = max((answer[0] for answer in failed), default=frozen["stopped"])
     print(
         f"\nfailover: {len(answers)} requests from probe to api, {len(failed)} failed;"
         f" application stopped {app['started'] - app['stopped']:.1f} s: from its stop to the freeze"
         f" {len(sent(app['stopped'], frozen['stopped']))} requests, failed"
-        f" {len([a for a in failed if a[0] < frozen['stopped']])}, vmmesh-sc2 answering again"
+        f" {len(failed_while_app)}, vmmesh-sc2 answering again"
         f" {back(app['started']) - app['started']:.1f} s after the start;"
         f" host frozen {frozen['started'] - frozen['stopped']:.1f} s: {len(while_frozen)} requests meanwhile, failed"
-        f" {len([a for a in failed if a[0] >= frozen['stopped']])}, the last {last_failure - frozen['stopped']:.1f} s"
+        f" {len(failed_while_host)}, the last {last_failure - frozen['stopped']:.1f} s"
         f" after the freeze, vmmesh-sc2 answering again {back(frozen['started']) - frozen['started']:.1f} s after the"
         " thaw"
     )
     assert len(answers) > 200, "the load did not run"
     assert {a[2] for a in sent(0, app["stopped"]) if a[1] == "200"} == {"vmmesh-sc2", "vmmesh-sc3"}
     # The stopped application: vmmesh-sc2's Envoy answers 503, which probe's Envoy retries on vmmesh-sc3.
-    assert not [a for a in failed if a[0] < frozen["stopped"]], failed
+    assert not failed_while_app, failed_while_app
     # The hung host: the requests sent to it time out (504) until its health checks fail, a handful; then none.
     assert all(a[1] == "504" and frozen["stopped"] - 1 <= a[0] < frozen["stopped"] + 10 for a in failed), failed
     assert len(failed) <= 10, failed

@@ -393,8 +393,8 @@ def test_envoy_outlier_detection_ejects_an_instance_answering_5xx() -> None:
     """
     prefix = "cluster.upstream.api."
     # Both instances must be in rotation: with none healthy, Envoy balances over all of them, ejected or not (panic);
-    # and at most one may be ejected (max_ejection_percent 50), so one ejected by an earlier test (the circuit
-    # breaker's test times requests out on a busy machine, and timeouts count) would keep vmmesh-sc2 in. An ejection
+    # and at most one may be ejected (max_ejection_percent 50), so one ejected by an earlier test (or by the
+    # side effect's failover) would keep vmmesh-sc2 in. An ejection
     # ends after 10 s times the number of the instance's ejections.
     deadline = time.monotonic() + 65
     while set(_health_flags(CLIENT, "probe", "upstream.api").values()) != {"healthy"}:

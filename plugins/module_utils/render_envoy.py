@@ -45,6 +45,10 @@ TRUST_BUNDLE_SECRET = "trust_bundle"
 LOCAL_APP_CLUSTER = "local_app"
 ADMIN_CLUSTER = "envoy_admin"
 TRACING_CLUSTER = "tracing_backend"
+# The user agents of the sidecars' active health checks (Envoy's own, and the one the HAProxy renderer sends), and
+# the path of the standard gRPC health check, which Envoy's gRPC checker calls.
+HEALTH_CHECK_USER_AGENTS = "Envoy/HC|HAProxy/HC"
+GRPC_HEALTH_CHECK_PATH = "/grpc.health.v1.Health/Check"
 MAX_DOWNSTREAM_CONNECTIONS = 50000
 
 _TYPE = "type.googleapis.com/"
@@ -224,8 +228,29 @@ def _inbound_filter_chains(plan: MeshPlan, service: ServicePlan) -> list[dict]:
         route = {"match": {"prefix": "/"}, "route": {"cluster": LOCAL_APP_CLUSTER, "timeout": "0s"}}
         extra = {"forward_client_cert_details": "SANITIZE_SET", "set_current_client_cert_details": {"uri": True}}
         extra.update(_tracing(service.tracing))
-        filters = [_http_connection_manager("inbound", service.name, [route], http_filters, extra)]
+        routes = [route]
+        if service.tracing is not None and service.health_check.type in ("http", "grpc"):
+            routes.insert(0, _untraced_health_checks(service, route["route"]))
+        filters = [_http_connection_manager("inbound", service.name, routes, http_filters, extra)]
     return [{"transport_socket": {"name": _TLS_SOCKET, "typed_config": tls}, "filters": filters}]
+
+
+def _untraced_health_checks(service: ServicePlan, action: dict) -> dict:
+    """The inbound route of the callers' active health checks: to the application as any request, never traced.
+
+    Every caller checks every instance each interval; traced, each check would be a one-span trace in the backend.
+    Envoy's checkers send ``user-agent: Envoy/HC`` (HTTP and gRPC), HAProxy's ``HAProxy/HC`` (``_upstream_backend``
+    of the HAProxy renderer); the path is the service's check path, so requests of the application keep their trace.
+    """
+    check = service.health_check
+    path = GRPC_HEALTH_CHECK_PATH if check.type == "grpc" else check.path or "/"
+    user_agent = {"name": "user-agent", "string_match": {"safe_regex": {"regex": HEALTH_CHECK_USER_AGENTS}}}
+    return {
+        "name": "health_checks",
+        "match": {"path": path, "headers": [user_agent]},
+        "route": action,
+        "tracing": {"overall_sampling": {"numerator": 0}},
+    }
 
 
 def _http_connection_manager(

@@ -323,7 +323,8 @@ def _upstream_backend(plan: MeshPlan, service: ServicePlan, upstream: UpstreamPl
     if http_check:
         # HTTP/1.1: the destination may be an Envoy sidecar, which answers HTTP/1.0 with 426 Upgrade Required.
         lines.append("option httpchk GET %s HTTP/1.1" % (upstream.health_check.path or "/"))
-        lines.append(f"http-check send hdr Host {upstream.sni}")
+        # the user agent marks the check, so a tracing Envoy destination does not trace it (render_envoy)
+        lines.append(f"http-check send hdr Host {upstream.sni} hdr User-Agent HAProxy/HC")
     breaker = policy.circuit_breaker
     default_server = [
         f"default-server ssl crt {service.certs.haproxy_pem} ca-file {service.certs.trust_bundle} verify required",

@@ -195,7 +195,7 @@ def test_upstream_http_check_speaks_http_1_1(shop: tuple) -> None:
     mesh["services"]["api"]["health_check"] = {"path": "/healthz"}
     lines = _section(_config(plan_mesh(mesh, groups, hostvars), "web1"), "backend up.web.api.v1")
     assert "option httpchk GET /healthz HTTP/1.1" in lines
-    assert "http-check send hdr Host api.service.dc1.consul" in lines
+    assert "http-check send hdr Host api.service.dc1.consul hdr User-Agent HAProxy/HC" in lines
 
 
 def test_upstream_backend_with_static_discovery(shop: tuple) -> None:

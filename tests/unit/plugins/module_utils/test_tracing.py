@@ -221,6 +221,34 @@ def test_envoy_traces_inbound_and_outbound_http(shop: tuple) -> None:
     assert endpoint == {"address": "10.0.0.3", "port_value": 9411}
 
 
+def _inbound_routes(plan: MeshPlan, service: str, host: str) -> list[dict]:
+    return _managers(plan, service, host)["inbound"]["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def test_envoy_does_not_trace_the_callers_health_checks(shop: tuple) -> None:
+    mesh, groups, hostvars = _traced_shop(shop)
+    mesh["services"]["api"]["health_check"] = {"type": "grpc"}
+    plan = plan_mesh(mesh, groups, hostvars)
+    for service, host, path in (("web", "web1", "/healthz"), ("api", "api1", "/grpc.health.v1.Health/Check")):
+        checks, requests = _inbound_routes(plan, service, host)
+        assert checks["name"] == "health_checks"
+        user_agent = {"name": "user-agent", "string_match": {"safe_regex": {"regex": "Envoy/HC|HAProxy/HC"}}}
+        assert checks["match"] == {"path": path, "headers": [user_agent]}
+        assert checks["tracing"] == {"overall_sampling": {"numerator": 0}}
+        # to the application as every other request, which keeps the listener's sampling
+        assert checks["route"] == requests["route"] and requests["match"] == {"prefix": "/"}
+        assert "tracing" not in requests
+
+
+def test_envoy_without_a_request_health_check_or_tracing_has_one_inbound_route(shop: tuple) -> None:
+    plan = plan_mesh(*_traced_shop(shop))  # api has no health check: a TCP connect, which carries no request
+    assert [route["match"] for route in _inbound_routes(plan, "api", "api1")] == [{"prefix": "/"}]
+    mesh, groups, hostvars = _traced_shop(shop)
+    mesh["tracing"]["enabled"] = False
+    plan = plan_mesh(mesh, groups, hostvars)
+    assert [route["match"] for route in _inbound_routes(plan, "web", "web1")] == [{"prefix": "/"}]
+
+
 def test_envoy_without_tracing_has_no_tracer_and_no_backend_cluster(shop: tuple) -> None:
     mesh, groups, hostvars = _traced_shop(shop)
     mesh["tracing"]["enabled"] = False
@@ -240,6 +268,7 @@ def test_envoy_accepts_the_traced_configuration(
     shop: tuple, tmp_path: Path, mesh_pki, validate_envoy, file_writer
 ) -> None:
     mesh, groups, hostvars = _traced_shop(shop)
+    mesh["services"]["api"]["health_check"] = {"type": "grpc"}  # its inbound has the untraced health-check route
     for service in mesh["services"]:
         mesh_pki.issue(service)
     paths = {kind: str(tmp_path / kind) for kind in ("envoy", "haproxy", "consul", "prometheus")}

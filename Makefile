@@ -10,7 +10,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 PYTHON ?= python3
 ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # The scenarios `make test` runs. molecule/default (site.yml end to end with
-# drain.yml and upgrade.yml under load: 40 to 50 min alone) stays out of it
+# drain.yml and upgrade.yml under load: 45 to 55 min alone) stays out of it
 # until it fits the CI time budget; `make molecule SCENARIOS=default` runs it.
 SCENARIOS ?= $(filter-out default,$(ALL_SCENARIOS))
 

@@ -33,33 +33,46 @@ def parse_mode(value: object, name: str) -> int:
 
 @dataclass(frozen=True)
 class Ownership:
-    """Mode, user and group (None: leave as created) of the files or of the directories."""
+    """Mode, user and group (None: leave as created) of the files or of the directories.
+
+    ``unresolved``: an owner or group that does not exist yet, accepted only to say what would change (check mode,
+    where the task that creates it did not run): every existing path then differs.
+    """
 
     mode: int
     uid: int | None = None
     gid: int | None = None
+    unresolved: bool = False
 
     @classmethod
-    def named(cls, mode: int, owner: str | None, group: str | None) -> Ownership:
+    def named(cls, mode: int, owner: str | None, group: str | None, missing_ok: bool = False) -> Ownership:
+        unresolved = False
         try:
             uid = pwd.getpwnam(owner).pw_uid if owner else None
         except KeyError:
-            raise ConfigFilesError(f"owner {owner!r} is not a user on this host; create it first") from None
+            if not missing_ok:
+                raise ConfigFilesError(f"owner {owner!r} is not a user on this host; create it first") from None
+            uid, unresolved = None, True
         try:
             gid = grp.getgrnam(group).gr_gid if group else None
         except KeyError:
-            raise ConfigFilesError(f"group {group!r} is not a group on this host; create it first") from None
-        return cls(mode, uid, gid)
+            if not missing_ok:
+                raise ConfigFilesError(f"group {group!r} is not a group on this host; create it first") from None
+            gid, unresolved = None, True
+        return cls(mode, uid, gid, unresolved)
 
     def differs(self, path: str) -> bool:
         found = os.stat(path)
         return (
-            found.st_mode & 0o7777 != self.mode
+            self.unresolved
+            or found.st_mode & 0o7777 != self.mode
             or (self.uid is not None and found.st_uid != self.uid)
             or (self.gid is not None and found.st_gid != self.gid)
         )
 
     def apply(self, path: str) -> None:
+        if self.unresolved:
+            raise ConfigFilesError("an owner or group of the files is not on this host; create it first")
         os.chown(path, -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
         os.chmod(path, self.mode)
 

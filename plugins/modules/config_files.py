@@ -145,9 +145,12 @@ def main() -> None:
     root = os.path.normpath(params["root"])
     files = {str(path): str(content) for path, content in params["files"].items()}
     try:
-        file_attributes = Ownership.named(parse_mode(params["mode"], "mode"), params["owner"], params["group"])
+        # In check mode an owner or group that an earlier task would create is not there yet: what would change
+        # is still known (every file it owns).
+        owner, group, missing_ok = params["owner"], params["group"], module.check_mode
+        file_attributes = Ownership.named(parse_mode(params["mode"], "mode"), owner, group, missing_ok)
         directory_attributes = Ownership.named(
-            parse_mode(params["directory_mode"], "directory_mode"), params["owner"], params["group"]
+            parse_mode(params["directory_mode"], "directory_mode"), owner, group, missing_ok
         )
         plan = plan_files(root, files, file_attributes, directory_attributes)
         if plan.any and not module.check_mode:

@@ -23,6 +23,16 @@ def test_good_variables_pass_preflight(run_preflight) -> None:
     assert "Install the consul binary" not in result.stdout
 
 
+def test_a_check_run_lets_pass_the_tls_files_a_real_run_issues_first(run_preflight) -> None:
+    # the certificates role, run before in check mode, names the directories it would fill (site.yml on fresh hosts)
+    tls = {**GOOD, "consul_tls_enabled": True}
+    result = run_preflight(ROLE, {**tls, "_certificates_check_mode_due": ["/etc/vmmesh/certs/consul"]}, THREE_SERVERS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_preflight(ROLE, {**tls, "_certificates_check_mode_due": ["/etc/vmmesh/certs/web"]}, THREE_SERVERS)
+    assert result.returncode != 0
+    assert "lacks /etc/vmmesh/certs/consul/ca-bundle.pem" in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(
     ("extra_vars", "groups", "expected"),
     [

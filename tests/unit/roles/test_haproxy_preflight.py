@@ -76,6 +76,17 @@ def test_a_missing_certificate_names_the_service_and_the_fix(run_preflight, tmp_
     assert "vmmesh.mesh.certificates" in output
 
 
+def test_a_check_run_lets_pass_only_the_certificates_a_real_run_issues_first(run_preflight, tmp_path: Path) -> None:
+    # the certificates role, run before in check mode, names the directories it would fill (site.yml on fresh hosts)
+    _issue(tmp_path, "db")
+    due = {"_certificates_check_mode_due": [str(tmp_path / "certs" / "web")]}
+    result = run_preflight(ROLE, _vars(tmp_path, **due))
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_preflight(ROLE, _vars(tmp_path, _certificates_check_mode_due=[str(tmp_path / "certs" / "db")]))
+    assert result.returncode != 0
+    assert f"service web: {tmp_path}/certs/web/" in result.stdout + result.stderr
+
+
 def test_a_taken_port_names_the_service_and_the_holder(run_preflight, port_held, tmp_path: Path) -> None:
     _issue(tmp_path, "web", "db")
     with port_held(UPSTREAM_PORT):

@@ -105,6 +105,19 @@ def test_an_unknown_group_is_named_before_anything_is_written(run: Any, tmp_path
     assert not root.exists()
 
 
+def test_check_mode_accepts_an_owner_and_group_an_earlier_task_would_create(run: Any, tmp_path: Path) -> None:
+    # a check run on a fresh host: the task that creates the sidecar's user did not run
+    root = tmp_path / "envoy"
+    missing = {"owner": "no-such-user-vmmesh", "group": "no-such-group-vmmesh"}
+    check = _write(run, root, _files(root), _ansible_check_mode=True, **missing)
+    assert not check.get("failed") and check["changed"] and check["added"] == sorted(_files(root))
+    assert not root.exists()
+    # on files already there, every one would change: their owner is not the one asked for
+    assert not _write(run, root, _files(root)).get("failed")
+    again = _write(run, root, _files(root), _ansible_check_mode=True, **missing)
+    assert again["changed"] and again["changed_files"] == sorted(_files(root))
+
+
 def test_an_unknown_owner_is_named(run: Any, tmp_path: Path) -> None:
     assert pwd.getpwuid(os.getuid())
     result = _write(run, tmp_path / "envoy", _files(tmp_path / "envoy"), owner="no-such-user-vmmesh")

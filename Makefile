@@ -97,8 +97,10 @@ lint: venv link ## yamllint, ansible-lint (production profile), ruff, changelog 
 	antsibull-changelog lint
 
 .PHONY: unit
+# One worker per core (pytest-xdist); a file's tests stay on one worker, so the
+# ports a test file holds are never taken by another file's tests meanwhile.
 unit: venv link promtool ## Unit tests (pytest; promtool checks the Prometheus rules)
-	pytest tests/unit
+	pytest -n auto --dist loadfile tests/unit
 
 .PHONY: sanity
 sanity: venv ## ansible-test sanity on the collection, without containers

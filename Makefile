@@ -115,8 +115,10 @@ build-check: venv ## Build the collection artefact and check what it holds
 .PHONY: molecule
 molecule: venv link lab-prereqs ## Every molecule scenario, one after another
 	for scenario in $(SCENARIOS); do \
-	    echo "=== molecule scenario: $$scenario"; \
+	    echo "=== molecule scenario: $$scenario (started $$(date -u +%T))"; \
+	    SECONDS=0; \
 	    molecule test --scenario-name "$$scenario"; \
+	    echo "=== molecule scenario: $$scenario passed in $$((SECONDS / 60)) min $$((SECONDS % 60)) s"; \
 	done
 
 .PHONY: bench bench-planner bench-mesh bench-converge

@@ -10,8 +10,9 @@ It measures two ways of reaching the hosts:
 
     ssh      OpenSSH, as real VMs are reached, with the settings of the example inventories/production/ansible.cfg
              (pipelining, ControlPersist, forks). tests/bench/converge/ssh.yml installs sshd and the benchmark's key.
-    podman   the lab's own connection (containers.podman.podman: a `podman exec` per step, no pipelining possible),
-             with the checkout's ansible.cfg; this is what every molecule scenario and `make demo` pay.
+    podman   the lab's own connection (lab/plugins/connection/podman.py: containers.podman.podman with pipelining,
+             one `podman exec` per module), with the checkout's ansible.cfg; what every molecule scenario and
+             `make demo` pay.
 
 Writes docs/benchmarks/converge.json and converge.md. Not a timed test: run it with ``make bench-converge`` (or
 ``.venv/bin/python tests/bench/converge_bench.py``). Options: ``--sizes 1,5,20``, ``--connections ssh,podman``,
@@ -92,7 +93,7 @@ def inventory(size: int, connection: str, key: Path) -> dict:
             "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
         }
     else:
-        reach = {"ansible_connection": "containers.podman.podman"}
+        reach = {"ansible_connection": "podman"}
     first = host_name(1)
     return {
         "all": {
@@ -182,7 +183,7 @@ def converge(size: int, connection: str, cache: Path, keep: bool) -> dict:
             # Through podman, which names the hosts by container name, not by the address SSH dials.
             by_name = [
                 "-e",
-                "ansible_connection=containers.podman.podman",
+                "ansible_connection=podman",
                 "-e",
                 "ansible_host={{ inventory_hostname }}",
             ]

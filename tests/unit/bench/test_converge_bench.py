@@ -40,7 +40,7 @@ def test_the_generated_inventory_plans_one_service_per_host(tmp_path: Path, size
     inventory = yaml.safe_load(hosts.read_text())["all"]
     assert list(inventory["children"]["consul_servers"]["hosts"]) == names[:1]
     assert list(inventory["children"]["consul_clients"]["hosts"]) == names[1:]
-    assert inventory["vars"]["ansible_connection"] == ("ssh" if connection == "ssh" else "containers.podman.podman")
+    assert inventory["vars"]["ansible_connection"] == ("ssh" if connection == "ssh" else "podman")
 
 
 def test_the_ring_calls_the_next_host_and_a_single_host_calls_nothing() -> None:

@@ -10,9 +10,9 @@ It measures two ways of reaching the hosts:
 
     ssh      OpenSSH, as real VMs are reached, with the settings of the example inventories/production/ansible.cfg
              (pipelining, ControlPersist, forks). tests/bench/converge/ssh.yml installs sshd and the benchmark's key.
-    podman   the lab's own connection (lab/plugins/connection/podman.py: containers.podman.podman with pipelining,
-             one `podman exec` per module), with the checkout's ansible.cfg; what every molecule scenario and
-             `make demo` pay.
+    podman   the lab's own connection (lab/plugins/connection/podman.py: one `podman inspect` per task, each command
+             through nsenter with the module on its stdin), with the checkout's ansible.cfg; what every molecule
+             scenario and `make demo` pay.
 
 Writes docs/benchmarks/converge.json and converge.md. Not a timed test: run it with ``make bench-converge`` (or
 ``.venv/bin/python tests/bench/converge_bench.py``). Options: ``--sizes 1,5,20``, ``--connections ssh,podman``,

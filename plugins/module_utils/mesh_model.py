@@ -187,6 +187,11 @@ class HealthCheck:
     interval_ms: int = 10000
     timeout_ms: int = 2000
 
+    @property
+    def http_path(self) -> str:
+        """The path an HTTP check requests: the model's, or / when it names none."""
+        return self.path or "/"
+
 
 @dataclass(frozen=True)
 class RateLimit:

@@ -129,7 +129,7 @@ def _app_check(service: ServicePlan) -> dict:
         "timeout": format_duration(check.timeout_ms),
     }
     if check.type == "http":
-        result["http"] = "http://{}{}".format(target, check.path or "/")
+        result["http"] = f"http://{target}{check.http_path}"
         result["method"] = "GET"
     elif check.type == "grpc":
         result["grpc"] = target

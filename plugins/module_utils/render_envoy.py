@@ -243,7 +243,7 @@ def _untraced_health_checks(service: ServicePlan, action: dict) -> dict:
     of the HAProxy renderer); the path is the service's check path, so requests of the application keep their trace.
     """
     check = service.health_check
-    path = GRPC_HEALTH_CHECK_PATH if check.type == "grpc" else check.path or "/"
+    path = GRPC_HEALTH_CHECK_PATH if check.type == "grpc" else check.http_path
     user_agent = {"name": "user-agent", "string_match": {"safe_regex": {"regex": HEALTH_CHECK_USER_AGENTS}}}
     return {
         "name": "health_checks",
@@ -595,7 +595,7 @@ def _health_check(upstream: UpstreamPlan) -> dict:
         "healthy_threshold": 2,
     }
     if check.type == "http":
-        http: dict[str, Any] = {"path": check.path or "/", "host": upstream.sni}
+        http: dict[str, Any] = {"path": check.http_path, "host": upstream.sni}
         if upstream.protocol in ("http2", "grpc"):
             http["codec_client_type"] = "HTTP2"
         config["http_health_check"] = http

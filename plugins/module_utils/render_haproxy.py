@@ -245,7 +245,7 @@ def _authorization_lines(authorization: Authorization, tcp: bool) -> list[str]:
 def _check_options(service: ServicePlan) -> list[str]:
     check = service.health_check
     if check.type == "http":
-        return ["option httpchk GET %s" % (check.path or "/"), "http-check expect status 200-399"]
+        return [f"option httpchk GET {check.http_path}", "http-check expect status 200-399"]
     return []
 
 
@@ -322,7 +322,7 @@ def _upstream_backend(plan: MeshPlan, service: ServicePlan, upstream: UpstreamPl
     http_check = upstream.protocol != "tcp" and upstream.health_check.type == "http"
     if http_check:
         # HTTP/1.1: the destination may be an Envoy sidecar, which answers HTTP/1.0 with 426 Upgrade Required.
-        lines.append("option httpchk GET %s HTTP/1.1" % (upstream.health_check.path or "/"))
+        lines.append(f"option httpchk GET {upstream.health_check.http_path} HTTP/1.1")
         # the user agent marks the check, so a tracing Envoy destination does not trace it (render_envoy)
         lines.append(f"http-check send hdr Host {upstream.sni} hdr User-Agent HAProxy/HC")
     breaker = policy.circuit_breaker

@@ -95,5 +95,5 @@ def test_a_pipelined_module_goes_on_the_stdin_of_a_command_in_the_target_namespa
     assert (rc, stderr) == (0, b"")
     # In the target's working directory (systemd's: /).
     assert stdout.decode().splitlines() == ["the module podman /root", os.getcwd()]
-    rc, stdout, _ = connection.exec_command("/bin/sh -c 'exit 3'")
+    rc, _stdout, _stderr = connection.exec_command("/bin/sh -c 'exit 3'")
     assert rc == 3

@@ -9,10 +9,11 @@ VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 PYTHON ?= python3
 ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
-# The scenarios `make test` runs: each role's scenario, then molecule/default,
-# the whole mesh through site.yml and the day-2 playbooks under load, which
-# builds on all of them. `make molecule SCENARIOS=sidecars` runs one.
-SCENARIOS ?= $(filter-out default,$(ALL_SCENARIOS)) default
+# The scenarios `make test` runs. molecule/default (site.yml end to end with
+# drain.yml, upgrade.yml and rotate_ca.yml under load: about 30 min alone)
+# stays out of it until a fresh machine's `make test` with it fits well inside
+# the CI budget; `make molecule SCENARIOS=default` runs it.
+SCENARIOS ?= $(filter-out default,$(ALL_SCENARIOS))
 
 export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf

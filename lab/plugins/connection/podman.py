@@ -112,6 +112,7 @@ class Connection(PodmanConnection):
         super().__init__(*args, **kwargs)
         self._pid = 0
         self._environment: dict[str, str] = {}
+        self._nsenter = ""
 
     def _connect(self):
         """Find the container's first process and its environment (one podman inspect)."""

@@ -10,7 +10,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 PYTHON ?= python3
 ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # The scenarios `make test` runs. molecule/default (site.yml end to end with
-# drain.yml, upgrade.yml and rotate_ca.yml under load: about 30 min alone)
+# drain.yml, upgrade.yml and rotate_ca.yml under load: 26 min alone)
 # stays out of it until a fresh machine's `make test` with it fits well inside
 # the CI budget; `make molecule SCENARIOS=default` runs it.
 SCENARIOS ?= $(filter-out default,$(ALL_SCENARIOS))

@@ -26,6 +26,8 @@ ANSWERS = {
     "error_ratio": [
         {"metric": {"source": "front", "destination": "api"}, "value": [0, "0.4"]},
         {"metric": {"source": "front", "destination": "legacy"}, "value": [0, "0.02"]},
+        # No request in the ratio's window: 0/0.
+        {"metric": {"source": "legacy", "destination": "api"}, "value": [0, "NaN"]},
     ],
     "p99": [
         {"metric": {"source": "front", "destination": "api"}, "value": [0, "0.0975"]},
@@ -129,6 +131,7 @@ def test_report_writes_markdown_svg_and_json(prometheus: str, tmp_path: Path) ->
     assert (edges[("idle", "api")]["health"], edges[("idle", "api")]["error_ratio"]) == ("idle", None)
     assert edges[("idle", "api")]["traces_url"] is None  # idle does not trace
     assert edges[("legacy", "api")]["traces_url"] is None  # HAProxy makes no spans
+    assert (edges[("legacy", "api")]["health"], edges[("legacy", "api")]["error_ratio"]) == ("idle", None)
     assert [t["up"] for t in report["targets"]] == [True, False]
     assert report["certificates"] == [{"host": "web1", "service": "front", "identity": "", "days_left": 12.5}]
     markdown = (out / "report.md").read_text()
@@ -137,6 +140,7 @@ def test_report_writes_markdown_svg_and_json(prometheus: str, tmp_path: Path) ->
         " [search](http://127.0.0.1:9411/zipkin/?serviceName=front&annotationQuery=mesh.upstream%3Dapi) |"
     ) in markdown
     assert "| idle | api | 0.00 | - | - | idle | - |" in markdown
+    assert "| legacy | api | 0.00 | - | - | idle | - |" in markdown
     assert "| vmmesh-sidecars | web1 | front | 10.0.0.1:20001 | **no** |" in markdown
     dot = (out / "topology.dot").read_text()
     assert '"front" -> "api" [color="#c62828"' in dot

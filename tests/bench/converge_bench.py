@@ -16,7 +16,8 @@ It measures two ways of reaching the hosts:
 
 Writes docs/benchmarks/converge.json and converge.md. Not a timed test: run it with ``make bench-converge`` (or
 ``.venv/bin/python tests/bench/converge_bench.py``). Options: ``--sizes 1,5,20``, ``--connections ssh,podman``,
-``--output DIR``, ``--keep`` to leave the last lab up.
+``--output DIR``, ``--keep`` to leave the last lab up. A run of part of the matrix keeps the other rows of the
+report already in ``--output`` (each row says when it was measured); ``--fresh`` drops them.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def converge(size: int, connection: str, cache: Path, keep: bool) -> dict:
     )
     shutil.rmtree(WORK / "facts", ignore_errors=True)
     playbook = ["ansible-playbook", "-i", str(hosts)]
-    result: dict = {"hosts": size, "connection": connection}
+    result: dict = {"hosts": size, "connection": connection, "date": time.strftime("%Y-%m-%d", time.gmtime())}
     try:
         log(f"{size} hosts over {connection}: bringing up the lab")
         subprocess.run([*lab, "down"], check=True)
@@ -219,25 +220,43 @@ def settings(path: Path) -> dict[str, dict[str, str]]:
     return {section: dict(config[section]) for section in config.sections()}
 
 
+def keep_previous(report: dict, previous: dict) -> dict:
+    """``report`` with the rows (and their connections' settings) of ``previous`` that it did not measure again.
+
+    Rows of a report written before rows carried their own date take that report's date."""
+    measured = {(row["hosts"], row["connection"]) for row in report["runs"]}
+    kept = [
+        {"date": previous.get("date", "")} | row
+        for row in previous.get("runs", [])
+        if (row["hosts"], row["connection"]) not in measured
+    ]
+    runs = sorted(report["runs"] + kept, key=lambda row: (row["hosts"], row["connection"] != "ssh"))
+    settings = {
+        connection: report["settings"].get(connection) or previous.get("settings", {}).get(connection, {})
+        for connection in dict.fromkeys(row["connection"] for row in runs)
+    }
+    return report | {"runs": runs, "settings": settings}
+
+
 def markdown(report: dict) -> str:
     lines = [
         "# Converge cost",
         "",
-        f"Measured {report['date']} on {report['machine']['cpu']} ({report['machine']['cpus']} cores), "
+        f"Measured on {report['machine']['cpu']} ({report['machine']['cpus']} cores), "
         f"ansible-core {report['machine']['ansible_core']}, {report['versions']['openssh']}, "
-        f"podman {report['versions']['podman']}, by `tests/bench/converge_bench.py`. "
+        f"podman {report['versions']['podman']}, by `tests/bench/converge_bench.py`, on the dates in the table. "
         "Each size is a fresh lab with one Consul server, one service per host (Envoy and HAProxy in turn, "
         "each calling the next host's service); `site.yml` first on fresh hosts and a fresh controller state, "
         "then again on the converged hosts.",
         "",
-        "| Hosts | Connection | First run | No-op re-run | Tasks (first / no-op) | Changed on re-run |",
-        "| ---: | --- | ---: | ---: | ---: | ---: |",
+        "| Hosts | Connection | First run | No-op re-run | Tasks (first / no-op) | Changed on re-run | Measured |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in report["runs"]:
         lines.append(
             f"| {row['hosts']} | {row['connection']} | {row['first']['seconds']:.0f} s "
             f"| {row['noop']['seconds']:.0f} s | {row['first']['tasks']} / {row['noop']['tasks']} "
-            f"| {row['noop']['changed']} |"
+            f"| {row['noop']['changed']} | {row.get('date', report['date'])} |"
         )
     lines += ["", "Settings of each connection (ansible.cfg):", ""]
     for connection, found in report["settings"].items():
@@ -253,6 +272,7 @@ def main() -> int:
     parser.add_argument("--connections", default="ssh,podman", help="ssh, podman or both (default both)")
     parser.add_argument("--keep", action="store_true", help="leave the last lab up afterwards")
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--fresh", action="store_true", help="drop the rows of the report already in --output")
     args = parser.parse_args()
     cache = Path(os.environ.get("VMMESH_CACHE", Path.home() / ".cache" / "vmmesh"))
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -270,15 +290,18 @@ def main() -> int:
         "runs": [],
     }
     runs = report["runs"]
+    existing = args.output / "converge.json"
+    previous = {} if args.fresh or not existing.exists() else json.loads(existing.read_text())
     args.output.mkdir(parents=True, exist_ok=True)
     for size in sizes:
         for connection in connections:
             last = (size, connection) == (sizes[-1], connections[-1])
             runs.append(converge(size, connection, cache, args.keep and last))
             # Written after each size, so that a long run that is stopped keeps what it measured.
-            (args.output / "converge.json").write_text(json.dumps(report, indent=2) + "\n")
-            (args.output / "converge.md").write_text(markdown(report))
-    print(markdown(report))
+            written = keep_previous(report, previous)
+            (args.output / "converge.json").write_text(json.dumps(written, indent=2) + "\n")
+            (args.output / "converge.md").write_text(markdown(written))
+    print(markdown(keep_previous(report, previous)))
     return 0 if all(row["noop_unchanged"] for row in runs) else 1
 
 

@@ -72,3 +72,35 @@ def test_the_settings_are_read_from_each_ansible_cfg() -> None:
     assert found["ssh_connection"]["pipelining"] == "True"
     assert "ControlPersist" in found["ssh_connection"]["ssh_args"]
     assert int(found["defaults"]["forks"]) >= 20
+
+
+def _row(hosts: int, connection: str, first: float, **extra) -> dict:
+    timing = {"seconds": first, "tasks": 300, "changed": 0}
+    return {"hosts": hosts, "connection": connection, "first": timing, "noop": timing, **extra}
+
+
+def test_a_partial_run_keeps_the_rows_it_did_not_measure_with_their_dates() -> None:
+    previous = {
+        "date": "2026-11-27",
+        "settings": {"ssh": {"defaults": {"forks": "25"}}, "podman": {"defaults": {"forks": "10"}}},
+        "runs": [_row(1, "ssh", 83), _row(1, "podman", 131), _row(20, "ssh", 691)],
+    }
+    report = {
+        "date": "2026-11-28",
+        "machine": {"cpu": "a CPU", "cpus": 2, "ansible_core": "2.19.14"},
+        "versions": {"openssh": "OpenSSH_9.2p1", "podman": "4.3.1"},
+        "settings": {"podman": {"defaults": {"forks": "25"}}},
+        "runs": [_row(1, "podman", 97, date="2026-11-28"), _row(20, "podman", 500, date="2026-11-28")],
+    }
+    merged = converge_bench.keep_previous(report, previous)
+    assert [(row["hosts"], row["connection"], row["first"]["seconds"], row["date"]) for row in merged["runs"]] == [
+        (1, "ssh", 83, "2026-11-27"),
+        (1, "podman", 97, "2026-11-28"),
+        (20, "ssh", 691, "2026-11-27"),
+        (20, "podman", 500, "2026-11-28"),
+    ]
+    assert merged["settings"] == {"ssh": {"defaults": {"forks": "25"}}, "podman": {"defaults": {"forks": "25"}}}
+    table = converge_bench.markdown(merged)
+    assert "| 1 | podman | 97 s | 97 s | 300 / 300 | 0 | 2026-11-28 |" in table
+    assert "| 20 | ssh | 691 s | 691 s | 300 / 300 | 0 | 2026-11-27 |" in table
+    assert converge_bench.keep_previous(report, {})["runs"] == report["runs"]

@@ -301,7 +301,7 @@ def main() -> int:
             written = keep_previous(report, previous)
             (args.output / "converge.json").write_text(json.dumps(written, indent=2) + "\n")
             (args.output / "converge.md").write_text(markdown(written))
-    print(markdown(keep_previous(report, previous)))
+    print(markdown(written))
     return 0 if all(row["noop_unchanged"] for row in runs) else 1
 
 
